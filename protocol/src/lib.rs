@@ -1,0 +1,29 @@
+//! Wire protocol of keyward, the signing agent for exchange API keys.
+//!
+//! This crate does no I/O. It defines the two message enums ([`Request`], [`Response`]),
+//! the stable [`ErrorCode`] a daemon answers failures with, and the framing: a 4-byte
+//! big-endian length followed by that many bytes of postcard-encoded message
+//! ([`frame`]). docs/PROTOCOL.md in the repository specifies the bytes for other languages.
+//!
+//! Decoding is strict: an unknown variant, trailing bytes after a message, or a length above
+//! the frame limit is an error, never a panic and never a guess.
+#![deny(missing_docs)]
+
+mod codec;
+mod error_code;
+pub mod frame;
+mod message;
+mod scheme;
+mod secret;
+
+pub use codec::{DecodeError, decode_request, decode_response, encode_request, encode_response};
+pub use error_code::ErrorCode;
+pub use message::{KeyInfo, KeystoreState, Request, Response, Status, UnreadableKey};
+pub use scheme::{KeyKind, Scheme, UnknownScheme};
+pub use secret::SecretBytes;
+
+/// The protocol version this crate speaks; sent in [`Request::Hello`] and echoed back.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Default largest frame body, in bytes (64 KiB). A daemon may be configured with another.
+pub const DEFAULT_MAX_FRAME: u32 = 64 * 1024;
