@@ -1,1 +1,159 @@
-fn main() {}
+//! `keyward`: the command line for keywardd, in the spirit of ssh-add.
+
+mod demo;
+mod exit;
+mod input;
+mod keys;
+mod output;
+mod sign;
+mod verify;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use keyward_client::{Client, KeyKind, Scheme};
+
+/// keyward: ssh-agent for exchange API keys.
+///
+/// Talks to keywardd, which holds the keys: bots ask it for signatures and never see a
+/// private key.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None, after_help = exit::HELP)]
+struct Cli {
+    /// The daemon's socket [default: $XDG_RUNTIME_DIR/keyward/keyward.sock, else
+    /// /tmp/keyward-$UID/keyward.sock].
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_SOCK",
+        value_name = "PATH",
+        hide_env_values = true
+    )]
+    socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Add a private key (PEM) or an HMAC secret.
+    Import(keys::ImportArgs),
+    /// Make a new key inside the daemon and print its public key (SPKI PEM).
+    Generate {
+        /// Name of the new key.
+        name: String,
+        /// What to generate.
+        #[arg(long, value_parser = parse_kind)]
+        scheme: KeyKind,
+        /// The exchange's API key id that goes with this key (shown by `list`).
+        #[arg(long, value_name = "ID")]
+        api_key: Option<String>,
+    },
+    /// List the keys: name, scheme, fingerprint, API key id.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a key's public key as SPKI PEM (the form exchanges ask you to upload).
+    Pubkey {
+        /// Key name.
+        name: String,
+    },
+    /// Delete a key.
+    Remove {
+        /// Key name.
+        name: String,
+    },
+    /// Sign a payload: the argument, or stdin byte for byte when absent.
+    Sign {
+        /// Key name.
+        name: String,
+        /// The payload (e.g. a query string). Read from stdin when absent.
+        payload: Option<std::ffi::OsString>,
+        /// How to print the signature [default: hex for HMAC keys, base64 otherwise].
+        #[arg(long, value_enum)]
+        encoding: Option<Encoding>,
+    },
+    /// Run a throwaway daemon, make keys, sign a Binance order and verify it.
+    Demo,
+}
+
+/// Text encodings of a signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Encoding {
+    /// Lowercase hex.
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
+    /// URL-safe base64 without padding (JWT).
+    Base64url,
+    /// The raw bytes, with no newline.
+    Raw,
+}
+
+fn parse_kind(s: &str) -> Result<KeyKind, String> {
+    s.parse().map_err(|_| {
+        let names: Vec<&str> = KeyKind::ALL.iter().map(|kind| kind.name()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}
+
+pub(crate) fn parse_scheme(s: &str) -> Result<Scheme, String> {
+    s.parse().map_err(|_| {
+        let names: Vec<&str> = Scheme::ALL.iter().map(|scheme| scheme.name()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "keyward: {}", exit::one_line(&err));
+            ExitCode::from(exit::code_for(&err))
+        }
+    }
+}
+
+/// A reader that went away (`keyward list | head -1`) is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn connect(socket: Option<&PathBuf>) -> anyhow::Result<Client> {
+    Ok(match socket {
+        Some(path) => Client::connect(path)?,
+        None => Client::connect(keyward_client::default_socket_path())?,
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let socket = cli.socket.as_ref();
+    match cli.command {
+        Command::Demo => demo::run(),
+        Command::Import(args) => keys::import(&mut connect(socket)?, args),
+        Command::Generate {
+            name,
+            scheme,
+            api_key,
+        } => keys::generate(&mut connect(socket)?, &name, scheme, api_key),
+        Command::List { json } => keys::list(&mut connect(socket)?, json),
+        Command::Pubkey { name } => keys::pubkey(&mut connect(socket)?, &name),
+        Command::Remove { name } => keys::remove(&mut connect(socket)?, &name),
+        Command::Sign {
+            name,
+            payload,
+            encoding,
+        } => sign::run(&mut connect(socket)?, &name, payload, encoding),
+    }
+}

@@ -1,1 +1,69 @@
-//! placeholder
+//! Thin client for `keywardd`, the signing agent for exchange API keys.
+//!
+//! A bot links this crate instead of holding its exchange key: it asks the daemon to sign a
+//! payload with a named key over a Unix socket and gets the raw signature back, which
+//! [`Signature`] encodes as the exchange wants (hex, base64, base64url). The private key
+//! never enters the bot's process.
+//!
+//! [`Client`] is blocking and has no dependency on an async runtime; with the `tokio`
+//! feature, `AsyncClient` offers the same calls on tokio. Both speak the wire protocol of
+//! [`keyward_protocol`] (re-exported as [`protocol`]).
+//!
+//! ```no_run
+//! use keyward_client::{Client, binance};
+//!
+//! fn main() -> Result<(), keyward_client::Error> {
+//!     // $KEYWARD_SOCK, else the default socket path (see `default_socket_path`).
+//!     let mut client = Client::from_env()?;
+//!
+//!     // Raw signature of exact bytes, encoded as the exchange asks.
+//!     let signature = client.sign("okx-main", b"2024-01-01T00:00:00.000ZGET/api/v5/account/balance")?;
+//!     println!("OK-ACCESS-SIGN: {}", signature.to_base64());
+//!
+//!     // A Binance query string with its `signature=` parameter appended.
+//!     let query = binance::signed_query(
+//!         &mut client,
+//!         "binance-main",
+//!         "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&timestamp=1700000000000",
+//!     )?;
+//!     println!("POST /api/v3/order?{query}");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Every failure is an [`Error`]; [`Error::code`] gives the daemon's stable [`ErrorCode`]
+//! (locked keystore, unknown key, policy violation, ...) for a program to branch on.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod binance;
+mod blocking;
+mod error;
+#[cfg(feature = "tokio")]
+mod nonblocking;
+mod ops;
+mod signature;
+mod socket;
+
+pub use blocking::Client;
+pub use error::Error;
+#[cfg(feature = "tokio")]
+pub use nonblocking::AsyncClient;
+pub use signature::Signature;
+pub use socket::{SOCKET_ENV, default_socket_path, socket_path_from_env};
+
+pub use keyward_protocol as protocol;
+pub use keyward_protocol::{
+    DEFAULT_MAX_FRAME, ErrorCode, KeyInfo, KeyKind, KeystoreState, PROTOCOL_VERSION, Request,
+    Response, Scheme, SecretBytes, Status, UnreadableKey,
+};
+
+/// Largest response frame body the clients accept: 16 MiB.
+///
+/// The daemon's `max_frame` (announced in its Hello) bounds *requests*, not responses, and a
+/// response can be far larger than the request that asked for it: a `sign_batch` of many
+/// small payloads under a 64 KiB request limit comes back as one signature per payload, up
+/// to 512 bytes each for RSA-4096. 16 MiB holds about 32,000 RSA-4096 or 250,000 Ed25519
+/// signatures in one batch, far beyond any sensible use, while still capping what a
+/// misbehaving peer can make the client allocate from a single length header.
+pub const MAX_RESPONSE_FRAME: u32 = 16 * 1024 * 1024;

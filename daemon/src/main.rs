@@ -1,1 +1,152 @@
-fn main() {}
+//! `keywardd`: holds exchange API keys in memory and signs for local bots over a Unix socket.
+//!
+//! Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when it cannot start or fails
+//! while running (the reason is the last log line), 2 for a command-line usage error.
+
+mod connection;
+mod daemon;
+mod failure;
+mod handler;
+mod import;
+mod keyring;
+mod server;
+mod signer;
+mod socket;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::{Daemon, Settings};
+use crate::store::Store;
+
+/// keywardd: ssh-agent for exchange API keys.
+///
+/// Holds signing keys in memory and signs payloads for local bots over a Unix socket; the
+/// bots never see a private key. Runs in the foreground and logs to stderr.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Socket to listen on [default: $XDG_RUNTIME_DIR/keyward/keyward.sock, else
+    /// /tmp/keyward-$UID/keyward.sock].
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    /// Keystore directory [default: $XDG_DATA_HOME/keyward, else ~/.local/share/keyward].
+    #[arg(long, value_name = "DIR", conflicts_with = "ephemeral")]
+    keystore: Option<PathBuf>,
+
+    /// Keep keys in memory only: nothing is written, everything is lost at exit.
+    #[arg(long)]
+    ephemeral: bool,
+
+    /// Largest request frame accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = keyward_protocol::DEFAULT_MAX_FRAME,
+          value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
+    max_frame: u32,
+
+    /// Lock after this many seconds without a signature (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    idle_lock: u64,
+
+    /// Lock this many seconds after unlock, however busy (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    max_unlock: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    init_logging();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn non_zero_secs(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    // RSA signatures run on the blocking pool; sizing it to the cores lets RSA use every
+    // core without oversubscribing them (more threads would only queue on the CPU).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .max_blocking_threads(cores)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let socket_path = args
+        .socket
+        .clone()
+        .unwrap_or_else(socket::default_socket_path);
+    let store = Store::Ephemeral;
+    let settings = Settings {
+        max_frame: args.max_frame,
+        idle_lock: non_zero_secs(args.idle_lock),
+        max_unlock: non_zero_secs(args.max_unlock),
+    };
+    let daemon = Daemon::new(settings, store);
+
+    let listener = socket::bind(&socket_path).context("cannot listen")?;
+    tracing::info!(socket = %socket_path.display(), "keywardd listening");
+
+    let shutdown = CancellationToken::new();
+    let mut sigterm =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigterm.recv() => tracing::info!("SIGTERM: finishing requests in flight"),
+            _ = sigint.recv() => tracing::info!("SIGINT: finishing requests in flight"),
+        }
+        stopper.cancel();
+    });
+    tokio::spawn(auto_lock(Arc::clone(&daemon), shutdown.clone()));
+
+    server::run(listener, Arc::clone(&daemon), shutdown).await;
+
+    if let Err(err) = std::fs::remove_file(&socket_path) {
+        tracing::warn!("cannot remove {}: {err}", socket_path.display());
+    }
+    daemon.lock("shutdown");
+    tracing::info!("keywardd stopped");
+    Ok(())
+}
+
+/// Checks the auto-lock deadlines once a second.
+async fn auto_lock(daemon: Arc<Daemon>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => daemon.enforce_auto_lock(),
+        }
+    }
+}

@@ -66,11 +66,14 @@ pub fn header_for(len: usize, max: u32) -> Result<[u8; HEADER_LEN], FrameError> 
     }
 }
 
+/// A frame's body and the bytes after it, both borrowed from the input.
+pub type Split<'a> = (&'a [u8], &'a [u8]);
+
 /// Splits one frame off the front of `buf`.
 ///
 /// Returns `Ok(None)` when `buf` does not hold a whole frame yet, `Ok(Some((body, rest)))`
 /// when it does, and an error as soon as the header is invalid (without waiting for a body).
-pub fn split_frame(buf: &[u8], max: u32) -> Result<Option<(&[u8], &[u8])>, FrameError> {
+pub fn split_frame(buf: &[u8], max: u32) -> Result<Option<Split<'_>>, FrameError> {
     let Some((header, rest)) = buf.split_first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };

@@ -19,8 +19,8 @@ mod secret;
 
 pub use codec::{DecodeError, decode_request, decode_response, encode_request, encode_response};
 pub use error_code::ErrorCode;
-pub use name::{InvalidKeyName, MAX_KEY_NAME_LEN, validate_key_name};
 pub use message::{KeyInfo, KeystoreState, Request, Response, Status, UnreadableKey};
+pub use name::{InvalidKeyName, MAX_KEY_NAME_LEN, validate_key_name};
 pub use scheme::{KeyKind, Scheme, UnknownScheme};
 pub use secret::SecretBytes;
 

@@ -59,7 +59,16 @@ mod tests {
         for good in ["binance-main", "a", "Kraken_2.prod", &"x".repeat(64)] {
             assert_eq!(validate_key_name(good), Ok(()), "{good}");
         }
-        for bad in ["", ".hidden", "../etc", "a/b", "sp ace", "é", &"x".repeat(65), "-x"] {
+        for bad in [
+            "",
+            ".hidden",
+            "../etc",
+            "a/b",
+            "sp ace",
+            "é",
+            &"x".repeat(65),
+            "-x",
+        ] {
             assert!(validate_key_name(bad).is_err(), "{bad}");
         }
     }

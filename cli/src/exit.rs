@@ -1,0 +1,66 @@
+//! Exit codes, and the one line printed for an error.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | any other failure (bad key file, unknown key, daemon-side error, ...) |
+//! | 2 | usage error (bad flags or arguments) |
+//! | 3 | the daemon is unreachable (not running, wrong socket path) |
+//! | 4 | denied: this user may not make that request |
+//! | 5 | the keystore is locked (or not initialised) |
+
+use keyward_client::{Error as ClientError, ErrorCode};
+
+/// Documented in `keyward --help`, README.md and docs/CLI.md; never renumbered.
+pub(crate) const FAILURE: u8 = 1;
+pub(crate) const USAGE: u8 = 2;
+pub(crate) const UNREACHABLE: u8 = 3;
+pub(crate) const DENIED: u8 = 4;
+pub(crate) const LOCKED: u8 = 5;
+
+/// The help text's table of exit codes.
+pub(crate) const HELP: &str = "\
+Exit codes:
+  0  success
+  1  failure (bad key file, unknown key, daemon-side error, ...)
+  2  usage error
+  3  daemon unreachable (not running, or wrong --socket / KEYWARD_SOCK)
+  4  denied (this user may not make that request)
+  5  keystore locked (run `keyward unlock`) or not initialised (`keyward init`)";
+
+/// A mistake in how the command was called, found after argument parsing.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The exit code for an error, found by looking through its chain of causes.
+pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<UsageError>() {
+            return USAGE;
+        }
+        if let Some(client) = cause.downcast_ref::<ClientError>() {
+            return match client {
+                ClientError::Connect { .. } => UNREACHABLE,
+                _ => match client.code() {
+                    Some(ErrorCode::Denied) => DENIED,
+                    Some(ErrorCode::Locked | ErrorCode::NotInitialized) => LOCKED,
+                    _ => FAILURE,
+                },
+            };
+        }
+    }
+    FAILURE
+}
+
+/// The error as one line: the chain of contexts joined with ": ", newlines folded.
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
+    format!("{err:#}").replace(['\n', '\r'], " ")
+}

@@ -1,0 +1,180 @@
+//! `import`, `generate`, `list`, `pubkey`, `remove`.
+
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use clap::{Args, ValueEnum};
+use keyward_client::{Client, KeyKind, Scheme, SecretBytes};
+use zeroize::Zeroizing;
+
+use crate::exit::UsageError;
+use crate::input::{read_secret_file, trim_end};
+use crate::output;
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// Name for the key (letters, digits, '.', '_', '-').
+    name: String,
+    /// The key file: a PEM private key, or an HMAC secret; `-` reads stdin.
+    #[arg(long, value_name = "PATH|-")]
+    file: PathBuf,
+    /// The scheme: required for HMAC secrets; for PEM keys it is detected (and checked if given).
+    #[arg(long, value_parser = crate::parse_scheme)]
+    scheme: Option<Scheme>,
+    /// How an HMAC secret is written in the file [default: text].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    secret_format: Option<SecretFormat>,
+    /// The exchange's API key id that goes with this key (shown by `list`).
+    #[arg(long, value_name = "ID")]
+    api_key: Option<String>,
+    /// File holding the password of an encrypted PEM key (ENCRYPTED PRIVATE KEY).
+    #[arg(long, value_name = "PATH")]
+    pem_passphrase_file: Option<PathBuf>,
+}
+
+/// How an HMAC secret is written down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SecretFormat {
+    /// The text itself, without trailing whitespace (Binance, Bybit, OKX, KuCoin).
+    Text,
+    /// Base64 of the secret bytes (Kraken).
+    Base64,
+    /// Hex of the secret bytes.
+    Hex,
+}
+
+pub(crate) fn import(client: &mut Client, args: ImportArgs) -> anyhow::Result<()> {
+    let hmac = args.scheme.is_some_and(Scheme::is_hmac);
+    if args.secret_format.is_some() && !hmac {
+        return Err(UsageError(
+            "--secret-format applies to HMAC secrets only (--scheme hmac-sha256 or hmac-sha512)"
+                .into(),
+        )
+        .into());
+    }
+    let raw = read_secret_file(&args.file)?;
+    let material = if hmac {
+        decode_secret(&raw, args.secret_format.unwrap_or(SecretFormat::Text))
+            .with_context(|| format!("cannot read the secret in {}", args.file.display()))?
+    } else {
+        raw
+    };
+    let pem_passphrase = match &args.pem_passphrase_file {
+        Some(path) => Some(secret(trim_newline(&read_secret_file(path)?))),
+        None => None,
+    };
+    let key = client.import(
+        &args.name,
+        args.scheme,
+        secret(&material),
+        pem_passphrase,
+        args.api_key,
+    )?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "imported {} ({}, {})",
+        key.name,
+        key.scheme,
+        key.fingerprint.as_deref().unwrap_or("no public key")
+    )?;
+    Ok(())
+}
+
+fn secret(bytes: &[u8]) -> SecretBytes {
+    SecretBytes::new(bytes.to_vec())
+}
+
+/// Drops one trailing newline (`echo pw > file`), keeping any other byte of a password.
+fn trim_newline(bytes: &[u8]) -> &[u8] {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    bytes.strip_suffix(b"\r").unwrap_or(bytes)
+}
+
+fn decode_secret(raw: &[u8], format: SecretFormat) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let text = trim_end(raw);
+    let decoded = match format {
+        SecretFormat::Text => text.to_vec(),
+        SecretFormat::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| anyhow::anyhow!("it is not valid base64"))?,
+        SecretFormat::Hex => {
+            hex::decode(text).map_err(|_| anyhow::anyhow!("it is not valid hex"))?
+        }
+    };
+    if decoded.is_empty() {
+        anyhow::bail!("the secret is empty");
+    }
+    Ok(Zeroizing::new(decoded))
+}
+
+pub(crate) fn generate(
+    client: &mut Client,
+    name: &str,
+    kind: KeyKind,
+    api_key: Option<String>,
+) -> anyhow::Result<()> {
+    let key = client.generate(name, kind, api_key)?;
+    let pem = output::public_pem(&key)?;
+    eprintln!(
+        "generated {} ({}, {})",
+        key.name,
+        kind,
+        key.fingerprint.as_deref().unwrap_or("-")
+    );
+    io::stdout().lock().write_all(pem.as_bytes())?;
+    Ok(())
+}
+
+pub(crate) fn list(client: &mut Client, json: bool) -> anyhow::Result<()> {
+    let keys = client.list()?;
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(&output::key_json(&keys))?;
+        text.push('\n');
+        text
+    } else {
+        output::key_table(&keys)
+    };
+    io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+pub(crate) fn pubkey(client: &mut Client, name: &str) -> anyhow::Result<()> {
+    let key = client.public_key(name)?;
+    io::stdout()
+        .lock()
+        .write_all(output::public_pem(&key)?.as_bytes())?;
+    Ok(())
+}
+
+pub(crate) fn remove(client: &mut Client, name: &str) -> anyhow::Result<()> {
+    client.remove(name)?;
+    writeln!(io::stdout().lock(), "removed {name}")?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_decode_in_each_format() {
+        assert_eq!(
+            &decode_secret(b"abc\n", SecretFormat::Text).unwrap()[..],
+            b"abc"
+        );
+        assert_eq!(
+            &decode_secret(b"AAEC\n", SecretFormat::Base64).unwrap()[..],
+            &[0, 1, 2]
+        );
+        assert_eq!(
+            &decode_secret(b"00ff", SecretFormat::Hex).unwrap()[..],
+            &[0, 255]
+        );
+        assert!(decode_secret(b"zz", SecretFormat::Hex).is_err());
+        assert!(decode_secret(b"\n", SecretFormat::Text).is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! The blocking client.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use keyward_protocol::frame::HEADER_LEN;
+use keyward_protocol::{
+    DEFAULT_MAX_FRAME, KeyInfo, KeyKind, Request, Response, Scheme, SecretBytes, Status,
+};
+
+use crate::{Error, Signature, ops, socket_path_from_env};
+
+/// A blocking connection to `keywardd`.
+///
+/// One request is answered at a time, in order; share a client between threads behind a
+/// `Mutex`, or open one per thread (connections are cheap). After a failure that may have
+/// left part of a frame on the socket (an I/O error, a timeout, a malformed response, the
+/// daemon closing) every further call returns [`Error::Disconnected`] instead of reading a
+/// stale answer; connect again. Failures reported by the daemon ([`Error::Daemon`]) and a
+/// request refused locally as [`Error::TooLarge`] leave the connection usable.
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+    /// The daemon's request size limit, from its Hello.
+    max_frame: u32,
+    /// Set while a request is in flight, and left set when the exchange fails half-way.
+    broken: bool,
+}
+
+impl Client {
+    /// Connects to the daemon's socket at `path` and performs the protocol handshake.
+    pub fn connect(path: impl AsRef<Path>) -> Result<Client, Error> {
+        let path = path.as_ref();
+        let stream = UnixStream::connect(path).map_err(|source| Error::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Client::from_stream(stream)
+    }
+
+    /// Connects to the socket named by `$KEYWARD_SOCK`, or to
+    /// [`default_socket_path`](crate::default_socket_path) when it is unset or empty.
+    pub fn from_env() -> Result<Client, Error> {
+        Client::connect(socket_path_from_env())
+    }
+
+    /// Performs the handshake on an already connected stream (for example one with
+    /// timeouts set, or one half of a socket pair).
+    pub fn from_stream(stream: UnixStream) -> Result<Client, Error> {
+        let mut client = Client {
+            stream,
+            max_frame: DEFAULT_MAX_FRAME,
+            broken: false,
+        };
+        let response = client.call(&ops::hello())?;
+        client.max_frame = ops::expect_hello(response)?;
+        Ok(client)
+    }
+
+    /// The largest request frame body the daemon accepts, as it announced in its Hello.
+    pub fn max_frame(&self) -> u32 {
+        self.max_frame
+    }
+
+    /// True once a failure has made this connection unusable (see [`Client`]).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Sets a timeout on each read and write of the socket; `None` waits forever (the
+    /// default). A call that times out fails with [`Error::Io`] and breaks the connection,
+    /// since the late answer would otherwise be taken for the next call's.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.stream.set_read_timeout(timeout).map_err(Error::Io)?;
+        self.stream.set_write_timeout(timeout).map_err(Error::Io)
+    }
+
+    /// Signs `payload` with the key named `key`.
+    pub fn sign(&mut self, key: &str, payload: &[u8]) -> Result<Signature, Error> {
+        let response = self.call(&ops::sign(key, payload))?;
+        ops::expect_signature(response)
+    }
+
+    /// Signs each payload with the key named `key` in one round trip; the signatures come
+    /// back in the order of the payloads.
+    pub fn sign_batch(&mut self, key: &str, payloads: &[&[u8]]) -> Result<Vec<Signature>, Error> {
+        let response = self.call(&ops::sign_batch(key, payloads))?;
+        ops::expect_signatures(response, payloads.len())
+    }
+
+    /// Lists the keys this peer may see, sorted by name.
+    pub fn list(&mut self) -> Result<Vec<KeyInfo>, Error> {
+        let response = self.call(&Request::List)?;
+        ops::expect_keys(response)
+    }
+
+    /// Describes the key named `name`, with its public key.
+    pub fn public_key(&mut self, name: &str) -> Result<KeyInfo, Error> {
+        let response = self.call(&ops::public_key(name))?;
+        ops::expect_key(response)
+    }
+
+    /// Adds a key from its private material (admin): a PEM private key, or the raw secret of
+    /// an HMAC key, for which `scheme` is required. `pem_passphrase` decrypts an encrypted
+    /// PKCS#8 PEM. The secrets are zeroized once sent.
+    pub fn import(
+        &mut self,
+        name: &str,
+        scheme: Option<Scheme>,
+        material: SecretBytes,
+        pem_passphrase: Option<SecretBytes>,
+        api_key: Option<String>,
+    ) -> Result<KeyInfo, Error> {
+        let request = ops::import(name, scheme, material, pem_passphrase, api_key);
+        let response = self.call(&request)?;
+        ops::expect_key(response)
+    }
+
+    /// Generates a key inside the daemon (admin); only its public half comes back.
+    pub fn generate(
+        &mut self,
+        name: &str,
+        kind: KeyKind,
+        api_key: Option<String>,
+    ) -> Result<KeyInfo, Error> {
+        let response = self.call(&ops::generate(name, kind, api_key))?;
+        ops::expect_key(response)
+    }
+
+    /// Deletes the key named `name` (admin).
+    pub fn remove(&mut self, name: &str) -> Result<(), Error> {
+        let response = self.call(&ops::remove(name))?;
+        ops::expect_ok(response)
+    }
+
+    /// Reports the keystore's state.
+    pub fn status(&mut self) -> Result<Status, Error> {
+        let response = self.call(&Request::Status)?;
+        ops::expect_status(response)
+    }
+
+    /// Creates the keystore, protected by `passphrase` (admin).
+    pub fn init(&mut self, passphrase: SecretBytes) -> Result<(), Error> {
+        let response = self.call(&Request::Init { passphrase })?;
+        ops::expect_ok(response)
+    }
+
+    /// Unlocks the keystore with `passphrase` (admin).
+    pub fn unlock(&mut self, passphrase: SecretBytes) -> Result<(), Error> {
+        let response = self.call(&Request::Unlock { passphrase })?;
+        ops::expect_ok(response)
+    }
+
+    /// Locks the keystore, dropping every decrypted key (admin).
+    pub fn lock(&mut self) -> Result<(), Error> {
+        let response = self.call(&Request::Lock)?;
+        ops::expect_ok(response)
+    }
+
+    /// Changes the keystore passphrase from `old` to `new` (admin).
+    pub fn change_passphrase(&mut self, old: SecretBytes, new: SecretBytes) -> Result<(), Error> {
+        let response = self.call(&Request::ChangePassphrase { old, new })?;
+        ops::expect_ok(response)
+    }
+
+    /// Sends one request and reads its response, whatever they are.
+    ///
+    /// A [`Response::Error`] is returned as `Ok`; the typed methods turn it into
+    /// [`Error::Daemon`]. A request above the daemon's `max_frame` fails with
+    /// [`Error::TooLarge`] before anything is written.
+    pub fn call(&mut self, request: &Request) -> Result<Response, Error> {
+        if self.broken {
+            return Err(Error::Disconnected);
+        }
+        let frame = ops::encode(request, self.max_frame)?;
+        // Cleared only once a whole response has been read: any early return leaves the
+        // connection marked, since the stream may now hold part of a frame.
+        self.broken = true;
+        if let Err(err) = self.stream.write_all(&frame) {
+            if ops::peer_closed(&err) {
+                return ops::after_failed_write(err, self.read_response());
+            }
+            return Err(Error::Io(err));
+        }
+        drop(frame);
+        let response = self.read_response()?;
+        self.broken = false;
+        Ok(response)
+    }
+
+    // Reads exactly one frame, with no read-ahead buffer: nothing beyond this response is
+    // ever taken off the socket.
+    fn read_response(&mut self) -> Result<Response, Error> {
+        let mut header = [0u8; HEADER_LEN];
+        self.stream
+            .read_exact(&mut header)
+            .map_err(ops::read_error)?;
+        let mut body = vec![0u8; ops::body_len(header)?];
+        self.stream.read_exact(&mut body).map_err(ops::read_error)?;
+        ops::decode(&body)
+    }
+}

@@ -1,0 +1,199 @@
+//! The one error type of the client.
+
+use core::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use keyward_protocol::{DecodeError, ErrorCode, PROTOCOL_VERSION};
+
+/// Why a call to the daemon failed.
+///
+/// Messages never contain secret material: requests (which may carry a passphrase or a
+/// private key) are never formatted into an error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The socket could not be connected to; the daemon may not be running.
+    Connect {
+        /// The socket path that was tried.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// Reading from or writing to the connection failed (including a timeout set with
+    /// [`Client::set_timeout`](crate::Client::set_timeout)).
+    Io(io::Error),
+    /// The daemon sent bytes that are not a valid response frame.
+    Protocol(DecodeError),
+    /// The request is larger than the daemon's frame limit. Nothing was sent, and the
+    /// connection can still be used.
+    TooLarge {
+        /// Size of the request's frame body, in bytes.
+        len: u64,
+        /// The daemon's limit (`max_frame` from its Hello).
+        max: u32,
+    },
+    /// The daemon does not speak this client's protocol version
+    /// ([`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION)).
+    UnsupportedVersion {
+        /// What the daemon said: its error message, or the version it answered with.
+        daemon: String,
+    },
+    /// The daemon refused or failed the request; `code` says why.
+    Daemon {
+        /// The daemon's stable error code.
+        code: ErrorCode,
+        /// The daemon's one-line message (never contains secret material).
+        message: String,
+    },
+    /// The daemon answered with a response of the wrong kind for the request.
+    UnexpectedResponse {
+        /// What was expected, e.g. `"signature"`.
+        expected: &'static str,
+    },
+    /// The daemon closed the connection before answering, or an earlier failure on this
+    /// connection (I/O error, timeout, malformed response, cancelled call) left it without a
+    /// known frame boundary. Connect again.
+    Disconnected,
+}
+
+impl Error {
+    /// The stable error code of this failure, for a program to branch on.
+    ///
+    /// `Some` for [`Error::Daemon`], for [`Error::UnsupportedVersion`]
+    /// ([`ErrorCode::UnsupportedVersion`]) and for the local [`Error::TooLarge`]
+    /// ([`ErrorCode::TooLarge`], the same answer the daemon would have given); `None` for
+    /// connection and protocol failures.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Daemon { code, .. } => Some(*code),
+            Error::UnsupportedVersion { .. } => Some(ErrorCode::UnsupportedVersion),
+            Error::TooLarge { .. } => Some(ErrorCode::TooLarge),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    // The text of a `source()` error is not repeated here (it would print twice in an error
+    // chain); instead each message says what the source's kind means for keyward.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Connect { path, source } => {
+                let path = path.display();
+                match source.kind() {
+                    io::ErrorKind::NotFound => {
+                        write!(f, "no keywardd socket at {path} (is the daemon running?)")
+                    }
+                    io::ErrorKind::ConnectionRefused => {
+                        write!(f, "nothing is listening on {path} (is the daemon running?)")
+                    }
+                    io::ErrorKind::PermissionDenied => write!(
+                        f,
+                        "permission denied connecting to {path} (may this user use keywardd?)"
+                    ),
+                    _ => write!(
+                        f,
+                        "cannot connect to keywardd at {path} (is the daemon running?)"
+                    ),
+                }
+            }
+            Error::Io(err) => match err.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                    f.write_str("timed out waiting for keywardd")
+                }
+                _ => f.write_str("I/O error on the connection to keywardd"),
+            },
+            Error::Protocol(_) => f.write_str("keywardd sent a malformed response"),
+            Error::TooLarge { len, max } => write!(
+                f,
+                "request of {len} bytes exceeds the daemon's limit of {max} bytes"
+            ),
+            Error::UnsupportedVersion { daemon } => write!(
+                f,
+                "keywardd does not speak protocol version {PROTOCOL_VERSION}: {daemon}"
+            ),
+            Error::Daemon { code, message } => {
+                if message.is_empty() {
+                    write!(f, "keywardd refused the request: {code}")
+                } else {
+                    f.write_str(message)
+                }
+            }
+            Error::UnexpectedResponse { expected } => write!(
+                f,
+                "keywardd sent an unexpected response (expected {expected})"
+            ),
+            Error::Disconnected => f.write_str("the connection to keywardd is closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Connect { source, .. } => Some(source),
+            Error::Io(err) => Some(err),
+            Error::Protocol(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn connect_errors_name_the_path_and_keep_the_os_reason_as_source() {
+        let err = Error::Connect {
+            path: "/run/keyward/keyward.sock".into(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        let shown = err.to_string();
+        assert!(shown.contains("/run/keyward/keyward.sock"), "{shown}");
+        assert!(shown.contains("daemon running"), "{shown}");
+        assert!(err.source().is_some());
+        assert_eq!(err.code(), None);
+    }
+
+    #[test]
+    fn daemon_errors_show_the_daemons_message_and_code() {
+        let err = Error::Daemon {
+            code: ErrorCode::Locked,
+            message: "keystore is locked; run `keyward unlock`".into(),
+        };
+        assert_eq!(err.to_string(), "keystore is locked; run `keyward unlock`");
+        assert_eq!(err.code(), Some(ErrorCode::Locked));
+        let bare = Error::Daemon {
+            code: ErrorCode::Denied,
+            message: String::new(),
+        };
+        assert_eq!(bare.to_string(), "keywardd refused the request: denied");
+    }
+
+    #[test]
+    fn every_message_is_one_line() {
+        let errors = [
+            Error::Io(io::Error::from(io::ErrorKind::TimedOut)),
+            Error::Protocol(DecodeError::TrailingBytes(1)),
+            Error::TooLarge {
+                len: 70000,
+                max: 65536,
+            },
+            Error::UnsupportedVersion {
+                daemon: "it answered with version 2".into(),
+            },
+            Error::UnexpectedResponse {
+                expected: "signature",
+            },
+            Error::Disconnected,
+        ];
+        for err in errors {
+            let shown = err.to_string();
+            assert!(!shown.is_empty() && !shown.contains('\n'), "{shown:?}");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The async client, on tokio (feature `tokio`).
+
+use std::path::Path;
+
+use keyward_protocol::frame::HEADER_LEN;
+use keyward_protocol::{
+    DEFAULT_MAX_FRAME, KeyInfo, KeyKind, Request, Response, Scheme, SecretBytes, Status,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use crate::{Error, Signature, ops, socket_path_from_env};
+
+/// An async connection to `keywardd` on tokio's `UnixStream`; the same calls as
+/// [`Client`](crate::Client).
+///
+/// One request is answered at a time (the methods take `&mut self`). A call whose future is
+/// dropped before it completes (for example by `tokio::time::timeout`) may leave part of a
+/// frame on the socket, so the connection is then broken: every further call returns
+/// [`Error::Disconnected`] instead of reading the abandoned call's answer. The same holds
+/// after an I/O error or a malformed response. Daemon errors and a locally refused
+/// [`Error::TooLarge`] leave it usable.
+#[derive(Debug)]
+pub struct AsyncClient {
+    stream: UnixStream,
+    /// The daemon's request size limit, from its Hello.
+    max_frame: u32,
+    /// Set while a request is in flight, and left set when the exchange fails half-way or
+    /// its future is dropped.
+    broken: bool,
+}
+
+impl AsyncClient {
+    /// Connects to the daemon's socket at `path` and performs the protocol handshake.
+    pub async fn connect(path: impl AsRef<Path>) -> Result<AsyncClient, Error> {
+        let path = path.as_ref();
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|source| Error::Connect {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        AsyncClient::from_stream(stream).await
+    }
+
+    /// Connects to the socket named by `$KEYWARD_SOCK`, or to
+    /// [`default_socket_path`](crate::default_socket_path) when it is unset or empty.
+    pub async fn from_env() -> Result<AsyncClient, Error> {
+        AsyncClient::connect(socket_path_from_env()).await
+    }
+
+    /// Performs the handshake on an already connected stream.
+    pub async fn from_stream(stream: UnixStream) -> Result<AsyncClient, Error> {
+        let mut client = AsyncClient {
+            stream,
+            max_frame: DEFAULT_MAX_FRAME,
+            broken: false,
+        };
+        let response = client.call(&ops::hello()).await?;
+        client.max_frame = ops::expect_hello(response)?;
+        Ok(client)
+    }
+
+    /// The largest request frame body the daemon accepts, as it announced in its Hello.
+    pub fn max_frame(&self) -> u32 {
+        self.max_frame
+    }
+
+    /// True once a failure or a cancelled call has made this connection unusable.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Signs `payload` with the key named `key`.
+    pub async fn sign(&mut self, key: &str, payload: &[u8]) -> Result<Signature, Error> {
+        let response = self.call(&ops::sign(key, payload)).await?;
+        ops::expect_signature(response)
+    }
+
+    /// Signs each payload with the key named `key` in one round trip; the signatures come
+    /// back in the order of the payloads.
+    pub async fn sign_batch(
+        &mut self,
+        key: &str,
+        payloads: &[&[u8]],
+    ) -> Result<Vec<Signature>, Error> {
+        let response = self.call(&ops::sign_batch(key, payloads)).await?;
+        ops::expect_signatures(response, payloads.len())
+    }
+
+    /// Lists the keys this peer may see, sorted by name.
+    pub async fn list(&mut self) -> Result<Vec<KeyInfo>, Error> {
+        let response = self.call(&Request::List).await?;
+        ops::expect_keys(response)
+    }
+
+    /// Describes the key named `name`, with its public key.
+    pub async fn public_key(&mut self, name: &str) -> Result<KeyInfo, Error> {
+        let response = self.call(&ops::public_key(name)).await?;
+        ops::expect_key(response)
+    }
+
+    /// Adds a key from its private material (admin); see
+    /// [`Client::import`](crate::Client::import).
+    pub async fn import(
+        &mut self,
+        name: &str,
+        scheme: Option<Scheme>,
+        material: SecretBytes,
+        pem_passphrase: Option<SecretBytes>,
+        api_key: Option<String>,
+    ) -> Result<KeyInfo, Error> {
+        let request = ops::import(name, scheme, material, pem_passphrase, api_key);
+        let response = self.call(&request).await?;
+        ops::expect_key(response)
+    }
+
+    /// Generates a key inside the daemon (admin); only its public half comes back.
+    pub async fn generate(
+        &mut self,
+        name: &str,
+        kind: KeyKind,
+        api_key: Option<String>,
+    ) -> Result<KeyInfo, Error> {
+        let response = self.call(&ops::generate(name, kind, api_key)).await?;
+        ops::expect_key(response)
+    }
+
+    /// Deletes the key named `name` (admin).
+    pub async fn remove(&mut self, name: &str) -> Result<(), Error> {
+        let response = self.call(&ops::remove(name)).await?;
+        ops::expect_ok(response)
+    }
+
+    /// Reports the keystore's state.
+    pub async fn status(&mut self) -> Result<Status, Error> {
+        let response = self.call(&Request::Status).await?;
+        ops::expect_status(response)
+    }
+
+    /// Creates the keystore, protected by `passphrase` (admin).
+    pub async fn init(&mut self, passphrase: SecretBytes) -> Result<(), Error> {
+        let response = self.call(&Request::Init { passphrase }).await?;
+        ops::expect_ok(response)
+    }
+
+    /// Unlocks the keystore with `passphrase` (admin).
+    pub async fn unlock(&mut self, passphrase: SecretBytes) -> Result<(), Error> {
+        let response = self.call(&Request::Unlock { passphrase }).await?;
+        ops::expect_ok(response)
+    }
+
+    /// Locks the keystore, dropping every decrypted key (admin).
+    pub async fn lock(&mut self) -> Result<(), Error> {
+        let response = self.call(&Request::Lock).await?;
+        ops::expect_ok(response)
+    }
+
+    /// Changes the keystore passphrase from `old` to `new` (admin).
+    pub async fn change_passphrase(
+        &mut self,
+        old: SecretBytes,
+        new: SecretBytes,
+    ) -> Result<(), Error> {
+        let response = self.call(&Request::ChangePassphrase { old, new }).await?;
+        ops::expect_ok(response)
+    }
+
+    /// Sends one request and reads its response, whatever they are; see
+    /// [`Client::call`](crate::Client::call).
+    pub async fn call(&mut self, request: &Request) -> Result<Response, Error> {
+        if self.broken {
+            return Err(Error::Disconnected);
+        }
+        let frame = ops::encode(request, self.max_frame)?;
+        // Cleared only once a whole response has been read: an early return or a dropped
+        // future leaves the connection marked.
+        self.broken = true;
+        if let Err(err) = self.stream.write_all(&frame).await {
+            if ops::peer_closed(&err) {
+                let read = self.read_response().await;
+                return ops::after_failed_write(err, read);
+            }
+            return Err(Error::Io(err));
+        }
+        drop(frame);
+        let response = self.read_response().await?;
+        self.broken = false;
+        Ok(response)
+    }
+
+    // Reads exactly one frame, with no read-ahead buffer.
+    async fn read_response(&mut self) -> Result<Response, Error> {
+        let mut header = [0u8; HEADER_LEN];
+        self.stream
+            .read_exact(&mut header)
+            .await
+            .map_err(ops::read_error)?;
+        let mut body = vec![0u8; ops::body_len(header)?];
+        self.stream
+            .read_exact(&mut body)
+            .await
+            .map_err(ops::read_error)?;
+        ops::decode(&body)
+    }
+}

@@ -1,0 +1,66 @@
+//! The error a request ends in: a stable code for programs and one line for people.
+
+use keyward_protocol::{ErrorCode, Response};
+
+use crate::keyring::KeyringError;
+use crate::signer::{KeyError, SignError};
+
+/// A request that failed. The message goes to the client and the log, so it is built only
+/// from names and reasons, never from key material or passphrases.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Failure {
+        Failure::new(ErrorCode::BadRequest, message)
+    }
+
+    /// An internal fault: the client gets a generic line, the details go to the log.
+    pub(crate) fn internal(context: &str, detail: &dyn std::fmt::Display) -> Failure {
+        tracing::error!("{context}: {detail}");
+        Failure::new(
+            ErrorCode::Internal,
+            format!("{context}; see the daemon's log"),
+        )
+    }
+
+    pub(crate) fn into_response(self) -> Response {
+        Response::error(self.code, self.message)
+    }
+}
+
+impl From<KeyringError> for Failure {
+    fn from(err: KeyringError) -> Failure {
+        let code = match err {
+            KeyringError::Locked => ErrorCode::Locked,
+            KeyringError::UnknownKey(_) => ErrorCode::UnknownKey,
+            KeyringError::Exists(_) => ErrorCode::KeyExists,
+        };
+        Failure::new(code, err.to_string())
+    }
+}
+
+impl From<KeyError> for Failure {
+    fn from(err: KeyError) -> Failure {
+        match err {
+            KeyError::Rejected(why) => Failure::new(ErrorCode::InvalidKey, why),
+            KeyError::Generation => Failure::internal("key generation failed", &err),
+        }
+    }
+}
+
+impl From<SignError> for Failure {
+    fn from(err: SignError) -> Failure {
+        Failure::internal("signing failed", &err)
+    }
+}

@@ -1,0 +1,142 @@
+//! The unlocked keys in memory, looked up by name on every signature.
+//!
+//! `None` inside the lock means "locked": no key is in memory at all. Locking swaps the map
+//! out and drops it, and with it every parsed key (which AWS-LC cleanses as it frees them).
+//! Signing clones an `Arc` under a read lock and signs outside it, so a slow RSA signature
+//! never holds the lock and admin requests never wait on one.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use keyward_protocol::KeyInfo;
+
+use crate::signer::{Signer, fingerprint};
+
+/// A key ready to sign, with what may be said about it.
+#[derive(Debug)]
+pub(crate) struct Key {
+    pub(crate) info: KeyInfo,
+    pub(crate) signer: Signer,
+}
+
+impl Key {
+    pub(crate) fn new(name: String, signer: Signer, api_key: Option<String>) -> Key {
+        let public_key = signer.public_key_spki();
+        let info = KeyInfo {
+            name,
+            scheme: signer.scheme(),
+            bits: signer.bits(),
+            fingerprint: public_key.as_deref().map(fingerprint),
+            public_key,
+            api_key,
+        };
+        Key { info, signer }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum KeyringError {
+    #[error("the keystore is locked; run `keyward unlock`")]
+    Locked,
+    #[error("no key named {0:?}")]
+    UnknownKey(String),
+    #[error("a key named {0:?} exists already")]
+    Exists(String),
+}
+
+type Keys = BTreeMap<String, Arc<Key>>;
+
+#[derive(Debug, Default)]
+pub(crate) struct Keyring {
+    keys: RwLock<Option<Keys>>,
+}
+
+impl Keyring {
+    /// A keyring that starts unlocked and empty (ephemeral mode).
+    pub(crate) fn unlocked_empty() -> Keyring {
+        Keyring {
+            keys: RwLock::new(Some(Keys::new())),
+        }
+    }
+
+    // A poisoned lock only means a thread panicked while holding it; the map itself is
+    // always in a consistent state (every mutation is a single insert/remove/swap).
+    fn read(&self) -> RwLockReadGuard<'_, Option<Keys>> {
+        self.keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Option<Keys>> {
+        self.keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn is_unlocked(&self) -> bool {
+        self.read().is_some()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.read().as_ref().map_or(0, BTreeMap::len)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Result<Arc<Key>, KeyringError> {
+        let keys = self.read();
+        let keys = keys.as_ref().ok_or(KeyringError::Locked)?;
+        keys.get(name)
+            .cloned()
+            .ok_or_else(|| KeyringError::UnknownKey(name.to_owned()))
+    }
+
+    /// Every key's description, sorted by name.
+    pub(crate) fn list(&self) -> Result<Vec<KeyInfo>, KeyringError> {
+        let keys = self.read();
+        let keys = keys.as_ref().ok_or(KeyringError::Locked)?;
+        Ok(keys.values().map(|key| key.info.clone()).collect())
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> Result<bool, KeyringError> {
+        let keys = self.read();
+        Ok(keys
+            .as_ref()
+            .ok_or(KeyringError::Locked)?
+            .contains_key(name))
+    }
+
+    pub(crate) fn insert(&self, key: Key) -> Result<KeyInfo, KeyringError> {
+        let mut keys = self.write();
+        let keys = keys.as_mut().ok_or(KeyringError::Locked)?;
+        if keys.contains_key(&key.info.name) {
+            return Err(KeyringError::Exists(key.info.name.clone()));
+        }
+        let info = key.info.clone();
+        keys.insert(info.name.clone(), Arc::new(key));
+        Ok(info)
+    }
+
+    pub(crate) fn remove(&self, name: &str) -> Result<(), KeyringError> {
+        let mut keys = self.write();
+        let keys = keys.as_mut().ok_or(KeyringError::Locked)?;
+        keys.remove(name)
+            .map(drop)
+            .ok_or_else(|| KeyringError::UnknownKey(name.to_owned()))
+    }
+
+    /// Replaces the contents with `loaded` and marks the keyring unlocked.
+    #[expect(dead_code, reason = "the keystore (next commit) calls it")]
+    pub(crate) fn unlock_with(&self, loaded: Vec<Key>) {
+        let keys = loaded
+            .into_iter()
+            .map(|key| (key.info.name.clone(), Arc::new(key)))
+            .collect();
+        *self.write() = Some(keys);
+    }
+
+    /// Drops every key. A signature in flight keeps its own `Arc` and finishes; the key is
+    /// freed when it does.
+    pub(crate) fn lock(&self) {
+        let dropped = self.write().take();
+        drop(dropped);
+    }
+}

@@ -1,0 +1,148 @@
+//! Creating the listening socket safely: a private directory, a 0600 socket, no hijacking.
+
+use std::fs::{self, DirBuilder, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+
+use tokio::net::UnixListener;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SocketError {
+    #[error("socket path {0} has no parent directory")]
+    NoParent(PathBuf),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("refusing socket directory {path}: {reason}")]
+    UnsafeDirectory { path: PathBuf, reason: String },
+    #[error("another keywardd is already listening on {0}")]
+    InUse(PathBuf),
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SocketError + '_ {
+    move |source| SocketError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The default socket: `$XDG_RUNTIME_DIR/keyward/keyward.sock`, else
+/// `/tmp/keyward-$UID/keyward.sock` (the same rule as `keyward_client::default_socket_path`).
+pub(crate) fn default_socket_path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("keyward").join("keyward.sock"),
+        None => {
+            PathBuf::from(format!("/tmp/keyward-{}", nix::unistd::getuid())).join("keyward.sock")
+        }
+    }
+}
+
+/// Makes sure the socket's directory exists, is ours, and nobody else can write to it,
+/// creating it 0700 when missing. A directory someone else owns could let them swap the
+/// socket for their own and collect every payload a bot sends; so we refuse it.
+pub(crate) fn prepare_directory(dir: &Path) -> Result<(), SocketError> {
+    match fs::symlink_metadata(dir) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_err(dir))?;
+            // The mode passed to mkdir is filtered by the umask; set it exactly.
+            fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+            Ok(())
+        }
+        Err(err) => Err(io_err(dir)(err)),
+        Ok(meta) => {
+            let unsafe_dir = |reason: String| SocketError::UnsafeDirectory {
+                path: dir.to_owned(),
+                reason,
+            };
+            if !meta.is_dir() {
+                return Err(unsafe_dir("it is not a directory (or is a symlink)".into()));
+            }
+            let me = nix::unistd::geteuid().as_raw();
+            if meta.uid() != me {
+                return Err(unsafe_dir(format!(
+                    "it is owned by uid {}, not by this daemon's uid {me}",
+                    meta.uid()
+                )));
+            }
+            if meta.mode() & 0o022 != 0 {
+                return Err(unsafe_dir(format!(
+                    "it is writable by group or others (mode {:o}); chmod 700 it",
+                    meta.mode() & 0o7777
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Binds the listening socket at `path` with mode 0600, replacing a stale socket file left
+/// by a daemon that died, but never a live one and never a file that is not a socket.
+pub(crate) fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .ok_or_else(|| SocketError::NoParent(path.to_owned()))?;
+    prepare_directory(dir)?;
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if StdUnixStream::connect(path).is_ok() {
+                return Err(SocketError::InUse(path.to_owned()));
+            }
+            fs::remove_file(path).map_err(io_err(path))?;
+        }
+        Ok(_) => return Err(SocketError::NotASocket(path.to_owned())),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io_err(path)(err)),
+    }
+    let listener = UnixListener::bind(path).map_err(io_err(path))?;
+    // The directory is 0700, so nobody else could reach the socket between bind and chmod.
+    fs::set_permissions(path, Permissions::from_mode(0o600)).map_err(io_err(path))?;
+    Ok(listener)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn creates_a_private_directory_and_a_0600_socket() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("run").join("keyward.sock");
+        let _listener = bind(&path).unwrap();
+        let dir_mode = fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777;
+        let sock_mode = fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!((dir_mode, sock_mode), (0o700, 0o600));
+        // A second daemon on the same path is refused while the first listens.
+        assert!(matches!(bind(&path), Err(SocketError::InUse(_))));
+    }
+
+    #[tokio::test]
+    async fn refuses_a_directory_others_can_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::set_permissions(tmp.path(), Permissions::from_mode(0o777)).unwrap();
+        let err = bind(&tmp.path().join("s.sock")).unwrap_err();
+        assert!(
+            err.to_string().contains("writable by group or others"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn replaces_a_stale_socket_but_not_a_regular_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(bind(&path).is_ok());
+        let file = tmp.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        assert!(matches!(bind(&file), Err(SocketError::NotASocket(_))));
+    }
+}
