@@ -4,7 +4,9 @@ mod demo;
 mod exit;
 mod input;
 mod keys;
+mod keystore;
 mod output;
+mod passphrase;
 mod sign;
 mod verify;
 
@@ -80,6 +82,20 @@ enum Command {
     },
     /// Run a throwaway daemon, make keys, sign a Binance order and verify it.
     Demo,
+    /// Create the encrypted keystore (asks for a new passphrase twice).
+    Init(passphrase::PassphraseSource),
+    /// Unlock the keystore: decrypt every key into the daemon's memory.
+    Unlock(passphrase::PassphraseSource),
+    /// Lock the keystore: the daemon drops every decrypted key.
+    Lock,
+    /// Show the keystore's state, key count and auto-lock timers.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the keystore passphrase.
+    Passwd(keystore::PasswdArgs),
 }
 
 /// Text encodings of a signature.
@@ -141,6 +157,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let socket = cli.socket.as_ref();
     match cli.command {
         Command::Demo => demo::run(),
+        Command::Init(source) => keystore::init(&mut connect(socket)?, &source),
+        Command::Unlock(source) => keystore::unlock(&mut connect(socket)?, &source),
+        Command::Lock => keystore::lock(&mut connect(socket)?),
+        Command::Status { json } => keystore::status(&mut connect(socket)?, json),
+        Command::Passwd(args) => keystore::passwd(&mut connect(socket)?, &args),
         Command::Import(args) => keys::import(&mut connect(socket)?, args),
         Command::Generate {
             name,
