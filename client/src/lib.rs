@@ -58,12 +58,5 @@ pub use keyward_protocol::{
     Response, Scheme, SecretBytes, Status, UnreadableKey,
 };
 
-/// Largest response frame body the clients accept: 16 MiB.
-///
-/// The daemon's `max_frame` (announced in its Hello) bounds *requests*, not responses, and a
-/// response can be far larger than the request that asked for it: a `sign_batch` of many
-/// small payloads under a 64 KiB request limit comes back as one signature per payload, up
-/// to 512 bytes each for RSA-4096. 16 MiB holds about 32,000 RSA-4096 or 250,000 Ed25519
-/// signatures in one batch, far beyond any sensible use, while still capping what a
-/// misbehaving peer can make the client allocate from a single length header.
-pub const MAX_RESPONSE_FRAME: u32 = 16 * 1024 * 1024;
+/// Largest response frame body the clients accept (the protocol's limit, re-exported).
+pub use keyward_protocol::MAX_RESPONSE_FRAME;

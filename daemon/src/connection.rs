@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use keyward_protocol::frame::{self, FrameError, HEADER_LEN};
 use keyward_protocol::{
-    DecodeError, ErrorCode, PROTOCOL_VERSION, Request, Response, decode_request, encode_response,
+    DecodeError, ErrorCode, MAX_RESPONSE_FRAME, PROTOCOL_VERSION, Request, Response,
+    decode_request, encode_response,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -20,10 +21,6 @@ use crate::handler;
 /// stalls mid-frame would otherwise hold a connection slot forever. Between frames a
 /// connection may idle as long as it likes (bots keep one open between orders).
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Largest response frame the daemon writes (the client accepts the same): a full batch of
-/// 4096-bit RSA signatures is about 0.5 MiB.
-const MAX_RESPONSE_FRAME: u32 = 16 * 1024 * 1024;
 
 #[derive(Debug)]
 enum ReadError {

@@ -2,17 +2,15 @@
 
 use std::sync::Arc;
 
-use keyward_protocol::{ErrorCode, KeyInfo, Request, Response, Scheme, validate_key_name};
+use keyward_protocol::{
+    ErrorCode, KeyInfo, MAX_BATCH, Request, Response, Scheme, validate_key_name,
+};
 
 use crate::daemon::{Daemon, Peer};
 use crate::failure::Failure;
 use crate::import;
 use crate::keyring::Key;
 use crate::signer::Signer;
-
-/// Most payloads one `SignBatch` may carry. Bounds the response (4096-bit RSA signatures are
-/// 512 bytes each) and the time one request can hold a signing thread.
-pub(crate) const MAX_BATCH: usize = 1024;
 
 /// Answers one request (after the Hello handshake).
 pub(crate) async fn handle(daemon: &Arc<Daemon>, peer: &Peer, request: Request) -> Response {

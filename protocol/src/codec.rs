@@ -18,6 +18,9 @@ pub enum DecodeError {
     Invalid(String),
     /// The message decoded, but bytes were left over after it.
     TrailingBytes(usize),
+    /// The message decoded, but not from its one canonical encoding (e.g. a varint padded
+    /// with `0x80` continuation bytes). Every message has exactly one valid byte form.
+    NonCanonical,
 }
 
 impl fmt::Display for DecodeError {
@@ -26,6 +29,7 @@ impl fmt::Display for DecodeError {
             DecodeError::Frame(err) => err.fmt(f),
             DecodeError::Invalid(why) => write!(f, "malformed message: {why}"),
             DecodeError::TrailingBytes(n) => write!(f, "{n} unexpected bytes after the message"),
+            DecodeError::NonCanonical => f.write_str("message is not in its canonical encoding"),
         }
     }
 }
@@ -61,15 +65,22 @@ fn encode<T: Serialize>(message: &T, max: u32) -> Result<Zeroizing<Vec<u8>>, Dec
     Ok(out)
 }
 
-/// Decodes one message from a frame body, refusing trailing bytes.
-fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, DecodeError> {
+/// Decodes one message from a frame body, refusing trailing bytes and non-canonical forms.
+fn decode<'a, T: Deserialize<'a> + Serialize>(body: &'a [u8]) -> Result<T, DecodeError> {
     let (message, rest) =
         postcard::take_from_bytes(body).map_err(|err| DecodeError::Invalid(err.to_string()))?;
-    if rest.is_empty() {
-        Ok(message)
-    } else {
-        Err(DecodeError::TrailingBytes(rest.len()))
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
     }
+    // postcard accepts over-long varints; a padded varint re-encodes shorter, so comparing
+    // sizes (no allocation) is enough to insist on the one canonical form.
+    let canonical_len =
+        postcard::serialize_with_flavor(&message, postcard::ser_flavors::Size::default())
+            .map_err(|err| DecodeError::Invalid(err.to_string()))?;
+    if canonical_len != body.len() {
+        return Err(DecodeError::NonCanonical);
+    }
+    Ok(message)
 }
 
 /// Encodes a request as a frame; fails if its body would exceed `max` bytes.
@@ -134,6 +145,24 @@ mod tests {
             Err(DecodeError::Invalid(_))
         ));
         assert!(matches!(decode_response(&[]), Err(DecodeError::Invalid(_))));
+    }
+
+    #[test]
+    fn padded_varints_are_refused() {
+        // List (variant 3) with its index written in two bytes.
+        assert_eq!(
+            decode_request(&[0x83, 0x00]),
+            Err(DecodeError::NonCanonical)
+        );
+        // Hello { version: 1 } with the version padded.
+        assert_eq!(
+            decode_request(&[0x00, 0x81, 0x80, 0x00]),
+            Err(DecodeError::NonCanonical)
+        );
+        assert_eq!(
+            decode_request(&[0x00, 0x01]),
+            Ok(Request::Hello { version: 1 })
+        );
     }
 
     #[test]

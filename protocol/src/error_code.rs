@@ -39,7 +39,7 @@ pub enum ErrorCode {
     AlreadyInitialized,
     /// 14: the passphrase is wrong.
     WrongPassphrase,
-    /// 15: the daemon is shutting down or at its connection limit.
+    /// 15: the daemon cannot serve the request now (e.g. it is shutting down).
     Unavailable,
     /// A code this crate does not know (sent by a newer daemon).
     Other(u16),

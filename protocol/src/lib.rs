@@ -27,5 +27,14 @@ pub use secret::SecretBytes;
 /// The protocol version this crate speaks; sent in [`Request::Hello`] and echoed back.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Default largest frame body, in bytes (64 KiB). A daemon may be configured with another.
+/// Default largest request frame body, in bytes (64 KiB). A daemon may be configured with
+/// another and announces it in [`Response::Hello`].
 pub const DEFAULT_MAX_FRAME: u32 = 64 * 1024;
+
+/// Largest response frame body a daemon sends and a client accepts (16 MiB). Responses may
+/// be larger than requests: a batch of 4096-bit RSA signatures is 512 bytes per payload.
+pub const MAX_RESPONSE_FRAME: u32 = 16 * 1024 * 1024;
+
+/// Most payloads one [`Request::SignBatch`] may carry; a larger batch is refused with
+/// [`ErrorCode::TooLarge`]. Bounds the response and the time one request holds a signer.
+pub const MAX_BATCH: usize = 1024;

@@ -113,13 +113,16 @@ impl Request {
 }
 
 /// What a daemon says about one key. Never contains private material.
+///
+/// Postcard has no field names, so adding a field here is a protocol version change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyInfo {
     /// Key name.
     pub name: String,
     /// The scheme the key signs with.
     pub scheme: Scheme,
-    /// Key size in bits (RSA modulus, 256 for Ed25519 and P-256, secret length for HMAC).
+    /// Key size in bits: the RSA modulus, 256 for Ed25519 and P-256, and 8 × the secret's
+    /// length in bytes for HMAC.
     pub bits: u32,
     /// DER `SubjectPublicKeyInfo` of the public key; `None` for HMAC keys.
     #[serde(with = "serde_bytes")]
