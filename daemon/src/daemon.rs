@@ -90,7 +90,6 @@ impl Daemon {
     }
 
     /// Records a successful unlock and the key files that could not be read.
-    #[expect(dead_code, reason = "the keystore (next commit) calls it")]
     pub(crate) fn mark_unlocked(&self, unreadable: Vec<UnreadableKey>) {
         let now = Instant::now();
         let mut timers = self.timers();
@@ -105,6 +104,7 @@ impl Daemon {
         if self.store.is_ephemeral() {
             return;
         }
+        self.store.lock();
         if self.keyring.is_unlocked() {
             self.keyring.lock();
             self.timers().unlocked_at = None;

@@ -17,7 +17,13 @@ pub(crate) async fn handle(daemon: &Arc<Daemon>, peer: &Peer, request: Request) 
     let kind = request.kind();
     match dispatch(daemon, peer, request).await {
         Ok(response) => response,
-        Err(failure) => {
+        Err(mut failure) => {
+            if failure.code == ErrorCode::Locked && !daemon.store.is_initialized() {
+                failure = Failure::new(
+                    ErrorCode::NotInitialized,
+                    "the keystore is not initialized (locked, with no keys); run `keyward init`",
+                );
+            }
             tracing::info!(
                 request = kind,
                 uid = peer.uid,
@@ -139,6 +145,11 @@ async fn dispatch(
             .await
             .map(|()| Response::Ok),
         Request::Lock => {
+            if daemon.store.is_ephemeral() {
+                return Err(Failure::bad_request(
+                    "this daemon keeps keys in memory only (--ephemeral): locking would destroy them",
+                ));
+            }
             daemon.lock("requested");
             Ok(Response::Ok)
         }

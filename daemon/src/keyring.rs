@@ -124,7 +124,6 @@ impl Keyring {
     }
 
     /// Replaces the contents with `loaded` and marks the keyring unlocked.
-    #[expect(dead_code, reason = "the keystore (next commit) calls it")]
     pub(crate) fn unlock_with(&self, loaded: Vec<Key>) {
         let keys = loaded
             .into_iter()

@@ -7,8 +7,10 @@ mod connection;
 mod daemon;
 mod failure;
 mod handler;
+mod harden;
 mod import;
 mod keyring;
+mod keystore;
 mod server;
 mod signer;
 mod socket;
@@ -58,6 +60,15 @@ struct Args {
     /// Lock this many seconds after unlock, however busy (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     max_unlock: u64,
+
+    /// Unlock at start with the passphrase in this file (its first line). Without it, a file
+    /// named `passphrase` in $CREDENTIALS_DIRECTORY (systemd LoadCredentialEncrypted=) is used.
+    #[arg(long, value_name = "PATH", conflicts_with = "ephemeral")]
+    passphrase_file: Option<PathBuf>,
+
+    /// Refuse to start unless all memory can be locked (mlockall), so no key can reach swap.
+    #[arg(long)]
+    require_mlock: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +89,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }
@@ -87,6 +99,9 @@ fn non_zero_secs(secs: u64) -> Option<Duration> {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    let kdf = keystore::KdfParams::default();
+    // Before any thread or key exists, so every later allocation is covered.
+    harden::harden(u64::from(kdf.m_cost_kib) * 1024, args.require_mlock)?;
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     // RSA signatures run on the blocking pool; sizing it to the cores lets RSA use every
     // core without oversubscribing them (more threads would only queue on the CPU).
@@ -96,21 +111,76 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(args, kdf))
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
+/// `$XDG_DATA_HOME/keyward`, else `~/.local/share/keyward`.
+fn default_keystore_dir() -> anyhow::Result<PathBuf> {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    if let Some(data) = non_empty("XDG_DATA_HOME") {
+        return Ok(PathBuf::from(data).join("keyward"));
+    }
+    let home =
+        non_empty("HOME").context("neither XDG_DATA_HOME nor HOME is set; pass --keystore DIR")?;
+    Ok(PathBuf::from(home).join(".local/share/keyward"))
+}
+
+/// The passphrase for unlocking at start, if one was provided for headless operation.
+fn headless_passphrase(
+    args: &Args,
+) -> anyhow::Result<Option<(PathBuf, keyward_protocol::SecretBytes)>> {
+    let path = match &args.passphrase_file {
+        Some(path) => path.clone(),
+        None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) if PathBuf::from(&dir).join("passphrase").is_file() => {
+                PathBuf::from(dir).join("passphrase")
+            }
+            _ => return Ok(None),
+        },
+    };
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(&path)
+            .with_context(|| format!("cannot read the passphrase file {}", path.display()))?,
+    );
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Ok(Some((
+        path,
+        keyward_protocol::SecretBytes::new(line.to_vec()),
+    )))
+}
+
+async fn serve(args: Args, kdf: keystore::KdfParams) -> anyhow::Result<()> {
     let socket_path = args
         .socket
         .clone()
         .unwrap_or_else(socket::default_socket_path);
-    let store = Store::Ephemeral;
+    let store = if args.ephemeral {
+        Store::Ephemeral
+    } else {
+        let dir = match &args.keystore {
+            Some(dir) => dir.clone(),
+            None => default_keystore_dir()?,
+        };
+        let store = Store::open(&dir, kdf)
+            .with_context(|| format!("cannot open the keystore {}", dir.display()))?;
+        tracing::info!(keystore = %dir.display(), initialized = store.is_initialized(), "keystore opened");
+        store
+    };
     let settings = Settings {
         max_frame: args.max_frame,
         idle_lock: non_zero_secs(args.idle_lock),
         max_unlock: non_zero_secs(args.max_unlock),
     };
     let daemon = Daemon::new(settings, store);
+    if let Some((path, passphrase)) = headless_passphrase(&args)? {
+        daemon
+            .store
+            .unlock(&daemon, passphrase)
+            .await
+            .map_err(|failure| anyhow::anyhow!("{}", failure.message))
+            .with_context(|| format!("cannot unlock with the passphrase in {}", path.display()))?;
+    }
 
     let listener = socket::bind(&socket_path).context("cannot listen")?;
     tracing::info!(socket = %socket_path.display(), "keywardd listening");

@@ -130,10 +130,7 @@ impl Header {
         check_magic_and_version(&mut r, &HEADER_MAGIC, "keystore header")?;
         if bytes.len() != HEADER_LEN {
             return Err(if bytes.len() < HEADER_LEN {
-                corrupt(format!(
-                    "truncated: {} of {HEADER_LEN} bytes",
-                    bytes.len()
-                ))
+                corrupt(format!("truncated: {} of {HEADER_LEN} bytes", bytes.len()))
             } else {
                 corrupt(format!(
                     "{} unexpected bytes after the header",
@@ -230,8 +227,8 @@ pub(super) fn decode_key_file(bytes: &[u8]) -> Result<SealedKey<'_>, FormatError
     check_magic_and_version(&mut r, &KEY_MAGIC, "key file")?;
 
     let name_len = usize::from(r.u8()?);
-    let name = std::str::from_utf8(r.take(name_len)?)
-        .map_err(|_| corrupt("the key name is not UTF-8"))?;
+    let name =
+        std::str::from_utf8(r.take(name_len)?).map_err(|_| corrupt("the key name is not UTF-8"))?;
     validate_key_name(name).map_err(|err| corrupt(format!("stored name: {err}")))?;
 
     let scheme_len = usize::from(r.u8()?);
@@ -418,7 +415,11 @@ mod tests {
 
     #[test]
     fn key_metadata_round_trips() {
-        for api_key in [None, Some(String::new()), Some("vmPUZE6mv9SD5VNHk4HlWFsOr".into())] {
+        for api_key in [
+            None,
+            Some(String::new()),
+            Some("vmPUZE6mv9SD5VNHk4HlWFsOr".into()),
+        ] {
             let meta = KeyMeta {
                 name: "binance-main".into(),
                 scheme: Scheme::Ed25519,

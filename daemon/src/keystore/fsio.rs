@@ -9,6 +9,7 @@ use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::unistd::geteuid;
@@ -16,7 +17,7 @@ use nix::unistd::geteuid;
 use super::{KeystoreError, random};
 
 /// Name prefix of temporary files. Names starting with a dot are never key names, so
-/// [`super::Keystore::load_all`] skips these, and `open` deletes leftovers.
+/// [`super::Keystore::load_all`] skips these, and `open` deletes old leftovers.
 pub(super) const TEMP_PREFIX: &str = ".kw-tmp-";
 
 pub(super) fn io_error(path: &Path, source: io::Error) -> KeystoreError {
@@ -37,7 +38,10 @@ pub(super) fn check_private_dir(path: &Path) -> Result<(), KeystoreError> {
     if meta.uid() != me {
         return Err(unsafe_perms(
             path,
-            format!("it is owned by uid {}, not by this user (uid {me})", meta.uid()),
+            format!(
+                "it is owned by uid {}, not by this user (uid {me})",
+                meta.uid()
+            ),
         ));
     }
     let mode = meta.mode() & 0o7777;
@@ -99,7 +103,7 @@ pub(super) enum ReadError {
 /// Reads a whole regular file of at most `cap` bytes. Does not follow a symlink at the last
 /// component and does not block on a FIFO, so a planted special file cannot hang the daemon.
 pub(super) fn read_bounded(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
         .open(path)
@@ -114,8 +118,7 @@ pub(super) fn read_bounded(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> 
     // `len` is at most `cap`, which is small.
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     // `take` guards against a file that grew after the metadata was read.
-    file.by_ref()
-        .take(cap + 1)
+    file.take(cap + 1)
         .read_to_end(&mut bytes)
         .map_err(ReadError::Io)?;
     if bytes.len() as u64 > cap {
@@ -222,17 +225,31 @@ fn links_unsupported(err: &io::Error) -> bool {
         .any(|errno| err.raw_os_error() == Some(*errno as i32))
 }
 
-/// Deletes leftover temporary files in `dir` (best effort: they are ignored anyway).
+/// Temporary files younger than this may belong to a write in progress and are left alone.
+/// A write takes milliseconds; a minute is far beyond any working disk's fsync.
+pub(super) const TEMP_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// Deletes temporary files in `dir` older than [`TEMP_MAX_AGE`]: what a crash left behind.
+/// Best effort: they are ignored by readers anyway. Age, not presence, decides, so that a
+/// second `open` cannot pull the temporary file from under a write in flight.
 pub(super) fn remove_temp_files(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry
+        let is_temp = entry
             .file_name()
             .to_str()
-            .is_some_and(|name| name.starts_with(TEMP_PREFIX))
-        {
+            .is_some_and(|name| name.starts_with(TEMP_PREFIX));
+        let is_old = || {
+            entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > TEMP_MAX_AGE)
+        };
+        if is_temp && is_old() {
             let _ = fs::remove_file(entry.path());
         }
     }

@@ -1,0 +1,101 @@
+//! Process hardening at start: no core dumps, no ptrace by other processes of our uid, and
+//! (where the memlock limit allows) all memory locked so no secret can be written to swap.
+//!
+//! Every call here goes through `nix`'s safe wrappers: this crate has no `unsafe` at all.
+
+use nix::sys::mman::{MlockAllFlags, mlockall};
+use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
+
+/// Address space the daemon may still map after start, beyond the KDF's memory: thread
+/// stacks (2 MiB each for tokio's workers and blocking pool) and glibc's per-thread malloc
+/// arenas, which reserve 64 MiB of address space each. Under `MCL_FUTURE` every new mapping
+/// counts against RLIMIT_MEMLOCK in full the moment it is made (the kernel refuses the mmap
+/// otherwise, and a refused allocation aborts the process), so the check must cover the
+/// reservations, not just the pages touched.
+const GROWTH_HEADROOM: u64 = 320 * 1024 * 1024;
+
+/// What happened to memory locking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MemoryLock {
+    /// All current and future memory is locked.
+    Locked,
+    /// Not locked: the limit is too small (and `--require-mlock` was not given).
+    Unlocked,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HardenError {
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        source: nix::Error,
+    },
+    #[error(
+        "memory cannot be locked: RLIMIT_MEMLOCK is {limit} bytes and keywardd needs about {need}; raise it (systemd: LimitMEMLOCK=, shell: ulimit -l) or drop --require-mlock"
+    )]
+    LimitTooSmall { limit: u64, need: u64 },
+}
+
+fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> HardenError {
+    move |source| HardenError::Sys { what, source }
+}
+
+/// Disables core dumps and ptrace attachment, then locks memory if the limit allows.
+/// `kdf_memory` is the Argon2 memory (bytes) that unlocking will allocate.
+pub(crate) fn harden(kdf_memory: u64, require_mlock: bool) -> Result<MemoryLock, HardenError> {
+    // A core file would hold every unlocked key.
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(sys("cannot disable core dumps"))?;
+    // Non-dumpable: no core dump either way, and other processes of our uid cannot ptrace us
+    // or read /proc/PID/mem (root still can).
+    nix::sys::prctl::set_dumpable(false).map_err(sys("cannot mark the process non-dumpable"))?;
+
+    let (soft, _hard) =
+        getrlimit(Resource::RLIMIT_MEMLOCK).map_err(sys("cannot read RLIMIT_MEMLOCK"))?;
+    let need = mapped_bytes()
+        .saturating_add(kdf_memory)
+        .saturating_add(GROWTH_HEADROOM);
+    // Root has CAP_IPC_LOCK, which lifts the limit.
+    let unlimited = soft == RLIM_INFINITY || nix::unistd::geteuid().is_root();
+    if !unlimited && soft < need {
+        if require_mlock {
+            return Err(HardenError::LimitTooSmall { limit: soft, need });
+        }
+        tracing::warn!(
+            "MEMORY IS NOT LOCKED: RLIMIT_MEMLOCK is {soft} bytes and keywardd needs about {need}; \
+             unlocked keys could be written to swap. Raise the limit (systemd: LimitMEMLOCK=, \
+             shell: ulimit -l) or pass --require-mlock to refuse to run like this."
+        );
+        return Ok(MemoryLock::Unlocked);
+    }
+    // MCL_ONFAULT: lock pages as they are first touched instead of populating every new
+    // mapping up front. Locking is the same (no page of ours can be swapped out), but thread
+    // stacks and arena reservations do not all become resident: measured RSS at start with
+    // MCL_FUTURE alone is several times larger (see docs/SECURITY.md).
+    let flags = MlockAllFlags::MCL_CURRENT
+        | MlockAllFlags::MCL_FUTURE
+        | MlockAllFlags::from_bits_retain(nix::libc::MCL_ONFAULT);
+    match mlockall(flags) {
+        Ok(()) => Ok(MemoryLock::Locked),
+        Err(err) if !require_mlock => {
+            tracing::warn!("MEMORY IS NOT LOCKED: mlockall failed: {err}");
+            Ok(MemoryLock::Unlocked)
+        }
+        Err(err) => Err(sys("mlockall failed")(err)),
+    }
+}
+
+/// The process's mapped address space now (VmSize), or 0 if /proc cannot tell.
+fn mapped_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}

@@ -1,0 +1,1060 @@
+//! Tests with real files in a temporary directory.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroize;
+
+use super::*;
+
+/// Small parameters: the tests exercise the format, not Argon2's cost.
+const FAST: KdfParams = KdfParams {
+    m_cost_kib: 1024,
+    t_cost: 1,
+    p_cost: 1,
+};
+
+const PASSPHRASE: &[u8] = b"correct horse battery staple, twice over";
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap();
+    bytes
+}
+
+fn record(name: &str, scheme: Scheme, api_key: Option<&str>, secret: Vec<u8>) -> KeyRecord {
+    KeyRecord {
+        meta: KeyMeta {
+            name: name.to_owned(),
+            scheme,
+            api_key: api_key.map(str::to_owned),
+            created_unix: 1_760_000_000,
+        },
+        secret: Zeroizing::new(secret),
+    }
+}
+
+/// Three keys of different shapes: an RSA-sized DER, an Ed25519-sized PKCS#8, an HMAC secret.
+fn sample_records() -> Vec<KeyRecord> {
+    vec![
+        record(
+            "binance-rsa",
+            Scheme::RsaPkcs1v15Sha256,
+            Some("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"),
+            random_bytes(1217),
+        ),
+        record("binance-ed", Scheme::Ed25519, Some(""), random_bytes(48)),
+        record("kraken.hmac_1", Scheme::HmacSha512, None, random_bytes(64)),
+    ]
+}
+
+/// A new keystore in `tmp/ks` holding `records`.
+fn new_store(tmp: &Path, records: &[KeyRecord]) -> (PathBuf, Keystore, DataKey) {
+    let dir = tmp.join("ks");
+    let (store, key) = Keystore::init(&dir, PASSPHRASE, FAST).unwrap();
+    for record in records {
+        store.store(&key, record).unwrap();
+    }
+    (dir, store, key)
+}
+
+fn assert_same(loaded: &[KeyRecord], expected: &[KeyRecord]) {
+    let mut expected: Vec<&KeyRecord> = expected.iter().collect();
+    expected.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+    assert_eq!(loaded.len(), expected.len());
+    for (got, want) in loaded.iter().zip(expected) {
+        assert_eq!(got.meta, want.meta);
+        assert_eq!(&got.secret[..], &want.secret[..], "{}", want.meta.name);
+    }
+}
+
+/// Every file under `dir` (relative path → bytes), to prove an operation changed nothing.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        for entry in fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = fs::read(&path).unwrap();
+                files.insert(path.strip_prefix(dir).unwrap().to_owned(), bytes);
+            }
+        }
+    }
+    files
+}
+
+fn failure_names(loaded: &LoadedKeys) -> Vec<&str> {
+    loaded
+        .failures
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
+fn record_names(loaded: &LoadedKeys) -> Vec<&str> {
+    loaded
+        .records
+        .iter()
+        .map(|r| r.meta.name.as_str())
+        .collect()
+}
+
+#[test]
+fn keys_round_trip_across_a_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(Keystore::open(&tmp.path().join("ks")).unwrap().is_none());
+    let records = sample_records();
+    let (dir, store, key) = new_store(tmp.path(), &records);
+    assert_same(&store.load_all(&key).records, &records);
+    drop((store, key));
+
+    let store = Keystore::open(&dir).unwrap().unwrap();
+    assert_eq!(store.dir(), dir);
+    assert_eq!(store.kdf_params(), FAST);
+    let key = store.unlock(PASSPHRASE).unwrap();
+    let loaded = store.load_all(&key);
+    assert!(loaded.failures.is_empty(), "{:?}", loaded.failures);
+    assert_eq!(
+        record_names(&loaded),
+        ["binance-ed", "binance-rsa", "kraken.hmac_1"]
+    );
+    assert_same(&loaded.records, &records);
+}
+
+#[test]
+fn an_empty_directory_is_not_initialized_and_init_creates_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a/b/keyward");
+    assert!(Keystore::open(&dir).unwrap().is_none());
+    assert!(!dir.exists(), "open creates nothing");
+    Keystore::init(&dir, PASSPHRASE, FAST).unwrap();
+    assert!(Keystore::open(&dir).unwrap().is_some());
+
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    fs::set_permissions(&empty, fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(Keystore::open(&empty).unwrap().is_none());
+}
+
+#[test]
+fn init_twice_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _store, _key) = new_store(tmp.path(), &sample_records());
+    let before = snapshot(&dir);
+    assert!(matches!(
+        Keystore::init(&dir, b"another passphrase", FAST),
+        Err(KeystoreError::AlreadyInitialized)
+    ));
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn a_wrong_passphrase_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, store, _key) = new_store(tmp.path(), &sample_records());
+    let before = snapshot(&dir);
+    for wrong in [&b""[..], b"correct horse battery staple, twice ove", b"x"] {
+        assert!(matches!(
+            store.unlock(wrong),
+            Err(KeystoreError::WrongPassphrase)
+        ));
+    }
+    assert_eq!(snapshot(&dir), before);
+    assert!(store.unlock(PASSPHRASE).is_ok());
+}
+
+#[test]
+fn change_passphrase_rewraps_the_data_key_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records = sample_records();
+    let (dir, mut store, _key) = new_store(tmp.path(), &records);
+    let before = snapshot(&dir);
+    let new_params = KdfParams {
+        m_cost_kib: 2048,
+        t_cost: 2,
+        p_cost: 2,
+    };
+
+    // A wrong old passphrase changes nothing.
+    assert!(matches!(
+        store.change_passphrase(b"nope", b"new passphrase", new_params),
+        Err(KeystoreError::WrongPassphrase)
+    ));
+    assert_eq!(snapshot(&dir), before);
+
+    store
+        .change_passphrase(PASSPHRASE, b"a brand new passphrase", new_params)
+        .unwrap();
+    let after = snapshot(&dir);
+    for (path, bytes) in &before {
+        if path != Path::new(HEADER_FILE) {
+            assert_eq!(after.get(path), Some(bytes), "{} changed", path.display());
+        }
+    }
+    let (old_header, new_header) = (
+        &before[Path::new(HEADER_FILE)],
+        &after[Path::new(HEADER_FILE)],
+    );
+    assert_ne!(old_header[24..40], new_header[24..40], "a new salt");
+    assert_eq!(after.len(), before.len(), "no temporary file left");
+
+    for store in [store, Keystore::open(&dir).unwrap().unwrap()] {
+        assert_eq!(store.kdf_params(), new_params);
+        assert!(matches!(
+            store.unlock(PASSPHRASE),
+            Err(KeystoreError::WrongPassphrase)
+        ));
+        let key = store.unlock(b"a brand new passphrase").unwrap();
+        let loaded = store.load_all(&key);
+        assert!(loaded.failures.is_empty());
+        assert_same(&loaded.records, &records);
+    }
+}
+
+#[test]
+fn key_exists_and_unknown_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records = sample_records();
+    let (dir, store, key) = new_store(tmp.path(), &records);
+
+    let before = snapshot(&dir);
+    let clash = record("binance-ed", Scheme::HmacSha256, None, random_bytes(32));
+    assert!(matches!(
+        store.store(&key, &clash),
+        Err(KeystoreError::KeyExists(name)) if name == "binance-ed"
+    ));
+    assert_eq!(snapshot(&dir), before);
+
+    assert!(matches!(
+        store.remove("nope"),
+        Err(KeystoreError::UnknownKey(name)) if name == "nope"
+    ));
+    store.remove("binance-ed").unwrap();
+    assert!(matches!(
+        store.remove("binance-ed"),
+        Err(KeystoreError::UnknownKey(_))
+    ));
+    let loaded = store.load_all(&key);
+    assert_eq!(record_names(&loaded), ["binance-rsa", "kraken.hmac_1"]);
+
+    // The name is free again.
+    store.store(&key, &clash).unwrap();
+    assert_eq!(store.load_all(&key).records.len(), 3);
+}
+
+#[test]
+fn invalid_names_never_reach_the_file_system() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, store, key) = new_store(tmp.path(), &[]);
+    let before = snapshot(&dir);
+    for bad in ["", "../header", ".kw-tmp-x", "a/b", "-x", &"x".repeat(65)] {
+        let bad_record = record(bad, Scheme::HmacSha256, None, random_bytes(32));
+        assert!(
+            matches!(
+                store.store(&key, &bad_record),
+                Err(KeystoreError::InvalidName(_))
+            ),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(store.remove(bad), Err(KeystoreError::InvalidName(_))),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn records_that_cannot_be_stored_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_dir, store, key) = new_store(tmp.path(), &[]);
+    let cases = [
+        record("empty", Scheme::HmacSha256, None, Vec::new()),
+        record(
+            "huge",
+            Scheme::HmacSha256,
+            None,
+            vec![1; format::MAX_SECRET_LEN + 1],
+        ),
+        record(
+            "long-id",
+            Scheme::HmacSha256,
+            Some(&"k".repeat(70_000)),
+            vec![1; 32],
+        ),
+    ];
+    for case in &cases {
+        assert!(matches!(
+            store.store(&key, case),
+            Err(KeystoreError::InvalidRecord { .. })
+        ));
+    }
+    // The largest secret does fit, and loads.
+    store
+        .store(
+            &key,
+            &record(
+                "big",
+                Scheme::HmacSha256,
+                None,
+                vec![2; format::MAX_SECRET_LEN],
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        store.load_all(&key).records[0].secret.len(),
+        format::MAX_SECRET_LEN
+    );
+}
+
+#[test]
+fn invalid_kdf_parameters_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for params in [
+        KdfParams {
+            m_cost_kib: 7,
+            t_cost: 1,
+            p_cost: 1,
+        },
+        KdfParams {
+            m_cost_kib: 1024,
+            t_cost: 0,
+            p_cost: 1,
+        },
+        KdfParams {
+            m_cost_kib: 1024,
+            t_cost: 1,
+            p_cost: 0,
+        },
+        KdfParams {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 16,
+        },
+        KdfParams {
+            m_cost_kib: u32::MAX,
+            t_cost: 1,
+            p_cost: 1,
+        },
+    ] {
+        assert!(matches!(
+            Keystore::init(&tmp.path().join("ks"), PASSPHRASE, params),
+            Err(KeystoreError::InvalidKdfParams { .. })
+        ));
+    }
+    assert!(KdfParams::default().check().is_ok());
+    assert!(!tmp.path().join("ks").exists());
+}
+
+#[test]
+fn any_flipped_byte_in_a_key_file_fails_that_key_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records = sample_records();
+    let (dir, store, key) = new_store(tmp.path(), &records);
+    let path = dir.join("keys/binance-ed.key");
+    let original = fs::read(&path).unwrap();
+    for i in 0..original.len() {
+        let mut bytes = original.clone();
+        bytes[i] ^= 0x01;
+        fs::write(&path, &bytes).unwrap();
+        let before = snapshot(&dir);
+        let loaded = store.load_all(&key);
+        assert_eq!(
+            record_names(&loaded),
+            ["binance-rsa", "kraken.hmac_1"],
+            "byte {i}"
+        );
+        assert_eq!(failure_names(&loaded), ["binance-ed"], "byte {i}");
+        let err = &loaded.failures[0].1;
+        assert!(
+            matches!(
+                err,
+                KeystoreError::CorruptKey { .. } | KeystoreError::UnsupportedVersion { .. }
+            ),
+            "byte {i}: {err}"
+        );
+        assert!(
+            err.to_string().contains("binance-ed") || (8..12).contains(&i),
+            "{err}"
+        );
+        assert_eq!(snapshot(&dir), before, "load_all modified a file");
+    }
+    // Truncations too.
+    for len in [0, 5, 12, 40, original.len() - 1] {
+        fs::write(&path, &original[..len]).unwrap();
+        let loaded = store.load_all(&key);
+        assert_eq!(failure_names(&loaded), ["binance-ed"], "length {len}");
+        assert_eq!(loaded.records.len(), 2);
+    }
+    fs::write(&path, &original).unwrap();
+    assert!(store.load_all(&key).failures.is_empty());
+}
+
+#[test]
+fn a_flipped_tag_byte_is_an_authentication_failure_named_by_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, store, key) = new_store(tmp.path(), &sample_records());
+    let path = dir.join("keys/kraken.hmac_1.key");
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x80;
+    fs::write(&path, &bytes).unwrap();
+    let loaded = store.load_all(&key);
+    let (name, err) = &loaded.failures[0];
+    assert_eq!(name, "kraken.hmac_1");
+    assert_eq!(
+        err.to_string(),
+        "key kraken.hmac_1 is unreadable: authentication failed: the file was altered, \
+         or was sealed by another keystore"
+    );
+}
+
+#[test]
+fn a_renamed_or_swapped_key_file_is_detected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, store, key) = new_store(tmp.path(), &sample_records());
+    let keys = dir.join("keys");
+    fs::rename(keys.join("binance-ed.key"), keys.join("withdrawals.key")).unwrap();
+    let loaded = store.load_all(&key);
+    assert_eq!(record_names(&loaded), ["binance-rsa", "kraken.hmac_1"]);
+    assert_eq!(failure_names(&loaded), ["withdrawals"]);
+    assert!(
+        matches!(&loaded.failures[0].1, KeystoreError::CorruptKey { reason, .. }
+        if reason.contains("\"binance-ed\""))
+    );
+
+    // Swapping two files' names fails both.
+    fs::rename(keys.join("withdrawals.key"), keys.join("binance-ed.key")).unwrap();
+    fs::rename(keys.join("binance-rsa.key"), keys.join("tmp.key")).unwrap();
+    fs::rename(keys.join("kraken.hmac_1.key"), keys.join("binance-rsa.key")).unwrap();
+    fs::rename(keys.join("tmp.key"), keys.join("kraken.hmac_1.key")).unwrap();
+    let loaded = store.load_all(&key);
+    assert_eq!(record_names(&loaded), ["binance-ed"]);
+    assert_eq!(failure_names(&loaded), ["binance-rsa", "kraken.hmac_1"]);
+}
+
+#[test]
+fn a_truncated_header_is_corrupt_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _store, _key) = new_store(tmp.path(), &sample_records());
+    let header_path = dir.join(HEADER_FILE);
+    let original = fs::read(&header_path).unwrap();
+    for len in [0, 1, 7, 8, 11, 12, 40, 64, original.len() - 1] {
+        fs::write(&header_path, &original[..len]).unwrap();
+        let before = snapshot(&dir);
+        let err = Keystore::open(&dir).unwrap_err();
+        assert!(
+            matches!(err, KeystoreError::CorruptHeader { .. }),
+            "{len}: {err}"
+        );
+        assert!(matches!(
+            Keystore::init(&dir, PASSPHRASE, FAST),
+            Err(KeystoreError::CorruptHeader { .. })
+        ));
+        assert_eq!(snapshot(&dir), before, "{len}");
+    }
+    let mut long = original.clone();
+    long.push(0);
+    fs::write(&header_path, &long).unwrap();
+    assert!(matches!(
+        Keystore::open(&dir),
+        Err(KeystoreError::CorruptHeader { .. })
+    ));
+    fs::write(&header_path, &original).unwrap();
+    assert!(Keystore::open(&dir).unwrap().is_some());
+}
+
+#[test]
+fn a_tampered_header_parameter_is_a_wrong_passphrase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _store, _key) = new_store(tmp.path(), &[]);
+    let header_path = dir.join(HEADER_FILE);
+    let original = fs::read(&header_path).unwrap();
+    // t_cost 1 -> 2, a salt byte, a nonce byte, a wrapped-key byte, a tag byte.
+    for i in [19, 30, 50, 70, 100] {
+        let mut bytes = original.clone();
+        bytes[i] ^= if i == 19 { 0x03 } else { 0x01 };
+        fs::write(&header_path, &bytes).unwrap();
+        let store = Keystore::open(&dir).unwrap().unwrap();
+        assert!(
+            matches!(
+                store.unlock(PASSPHRASE),
+                Err(KeystoreError::WrongPassphrase)
+            ),
+            "byte {i}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_format_version_is_its_own_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, store, key) = new_store(tmp.path(), &sample_records());
+
+    let key_path = dir.join("keys/binance-rsa.key");
+    let mut bytes = fs::read(&key_path).unwrap();
+    bytes[8..12].copy_from_slice(&2u32.to_be_bytes());
+    fs::write(&key_path, &bytes).unwrap();
+    let loaded = store.load_all(&key);
+    assert_eq!(failure_names(&loaded), ["binance-rsa"]);
+    assert!(matches!(
+        loaded.failures[0].1,
+        KeystoreError::UnsupportedVersion {
+            found: 2,
+            supported: 1
+        }
+    ));
+    assert_eq!(loaded.records.len(), 2);
+
+    let header_path = dir.join(HEADER_FILE);
+    let mut bytes = fs::read(&header_path).unwrap();
+    bytes[8..12].copy_from_slice(&7u32.to_be_bytes());
+    bytes.extend_from_slice(b"a later format may be longer");
+    fs::write(&header_path, &bytes).unwrap();
+    let before = snapshot(&dir);
+    let err = Keystore::open(&dir).unwrap_err();
+    assert!(matches!(
+        err,
+        KeystoreError::UnsupportedVersion {
+            found: 7,
+            supported: 1
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        "unsupported keystore format version 7 (this keyward reads version 1)"
+    );
+    assert!(matches!(
+        Keystore::init(&dir, PASSPHRASE, FAST),
+        Err(KeystoreError::UnsupportedVersion { .. })
+    ));
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn a_missing_header_with_key_files_is_not_mistaken_for_a_new_keystore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _store, _key) = new_store(tmp.path(), &sample_records());
+    fs::remove_file(dir.join(HEADER_FILE)).unwrap();
+    let before = snapshot(&dir);
+    assert!(matches!(
+        Keystore::open(&dir),
+        Err(KeystoreError::CorruptHeader { .. })
+    ));
+    assert!(matches!(
+        Keystore::init(&dir, PASSPHRASE, FAST),
+        Err(KeystoreError::CorruptHeader { .. })
+    ));
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn files_are_0600_and_directories_0700() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, mut store, _key) = new_store(tmp.path(), &sample_records());
+    store.change_passphrase(PASSPHRASE, b"next", FAST).unwrap();
+    let mode = |path: &Path| fs::metadata(path).unwrap().mode() & 0o7777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("keys")), 0o700);
+    let files = snapshot(&dir);
+    assert_eq!(files.len(), 4, "{:?}", files.keys());
+    for path in files.keys() {
+        assert_eq!(mode(&dir.join(path)), 0o600, "{}", path.display());
+    }
+}
+
+#[test]
+fn unsafe_directories_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _store, _key) = new_store(tmp.path(), &sample_records());
+    let keys = dir.join("keys");
+    let set = |path: &Path, mode: u32| {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    };
+
+    for (path, mode) in [(&dir, 0o770), (&dir, 0o702), (&keys, 0o777)] {
+        set(path, mode);
+        let err = Keystore::open(&dir).unwrap_err();
+        assert!(
+            matches!(&err, KeystoreError::UnsafePermissions { path: p, .. } if p == path),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("writable by group or others"),
+            "{err}"
+        );
+        set(path, 0o700);
+    }
+    // Readable by others is the user's choice, not a reason to refuse.
+    set(&dir, 0o755);
+    assert!(Keystore::open(&dir).unwrap().is_some());
+    set(&dir, 0o700);
+
+    let fresh = tmp.path().join("fresh");
+    fs::create_dir(&fresh).unwrap();
+    set(&fresh, 0o777);
+    assert!(matches!(
+        Keystore::init(&fresh, PASSPHRASE, FAST),
+        Err(KeystoreError::UnsafePermissions { .. })
+    ));
+    assert!(!fresh.join(HEADER_FILE).exists());
+
+    // Another owner (only root can arrange that).
+    if nix::unistd::geteuid().is_root() {
+        let nobody = nix::unistd::Uid::from_raw(65534);
+        nix::unistd::chown(&dir, Some(nobody), None).unwrap();
+        let err = Keystore::open(&dir).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+        nix::unistd::chown(&dir, Some(nix::unistd::geteuid()), None).unwrap();
+        assert!(Keystore::open(&dir).unwrap().is_some());
+    }
+}
+
+/// Every 16-byte window of `needle` that occurs in `haystack`.
+fn shared_run(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    const RUN: usize = 16;
+    if needle.len() < RUN {
+        return None;
+    }
+    needle
+        .windows(RUN)
+        .position(|window| haystack.windows(RUN).any(|h| h == window))
+}
+
+#[test]
+fn no_file_holds_a_16_byte_run_of_a_secret_or_the_passphrase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records = sample_records();
+    let (dir, mut store, key) = new_store(tmp.path(), &records);
+    store
+        .change_passphrase(PASSPHRASE, b"the second passphrase, also long", FAST)
+        .unwrap();
+    let mut needles: Vec<(String, Vec<u8>)> = records
+        .iter()
+        .map(|r| (r.meta.name.clone(), r.secret.to_vec()))
+        .collect();
+    needles.push(("first passphrase".into(), PASSPHRASE.to_vec()));
+    needles.push((
+        "second passphrase".into(),
+        b"the second passphrase, also long".to_vec(),
+    ));
+    needles.push(("data key".into(), key.0.to_vec()));
+
+    let files = snapshot(&dir);
+    assert_eq!(files.len(), 4);
+    for (path, bytes) in &files {
+        for (what, needle) in &needles {
+            assert_eq!(
+                shared_run(bytes, needle),
+                None,
+                "{} holds a run of the {what}",
+                path.display()
+            );
+        }
+    }
+    // The scan can see: the clear metadata is found.
+    assert!(
+        files
+            .values()
+            .any(|bytes| bytes.windows(11).any(|w| w == b"binance-rsa"))
+    );
+}
+
+#[test]
+fn leftover_temporary_files_are_ignored_then_cleaned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records = sample_records();
+    let (dir, store, key) = new_store(tmp.path(), &records);
+    let keys = dir.join("keys");
+    // What a crash leaves: a partial file, a complete one that was never renamed, and a
+    // header written by an interrupted passwd.
+    fs::write(
+        keys.join(".kw-tmp-0011223344556677"),
+        b"KWKEY\0\0\0\0\0\0\x01\x05hal",
+    )
+    .unwrap();
+    fs::copy(
+        keys.join("binance-ed.key"),
+        keys.join(".kw-tmp-8899aabbccddeeff"),
+    )
+    .unwrap();
+    fs::copy(dir.join(HEADER_FILE), dir.join(".kw-tmp-0123456789abcdef")).unwrap();
+    // Not ours at all: left alone and not reported.
+    fs::write(keys.join("README"), b"hello").unwrap();
+
+    let loaded = store.load_all(&key);
+    assert!(loaded.failures.is_empty(), "{:?}", loaded.failures);
+    assert_same(&loaded.records, &records);
+
+    // A young temporary file may be a write in flight: open leaves it.
+    Keystore::open(&dir).unwrap().unwrap();
+    assert_eq!(snapshot(&dir).len(), 4 + 4);
+
+    // Once old, it is a crash's leftover: open deletes it.
+    let old = std::time::SystemTime::now() - fsio::TEMP_MAX_AGE * 2;
+    for path in [
+        keys.join(".kw-tmp-0011223344556677"),
+        keys.join(".kw-tmp-8899aabbccddeeff"),
+        dir.join(".kw-tmp-0123456789abcdef"),
+    ] {
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let store = Keystore::open(&dir).unwrap().unwrap();
+    let remaining = snapshot(&dir);
+    assert!(
+        remaining
+            .keys()
+            .all(|p| !p.to_string_lossy().contains(".kw-tmp-")),
+        "{:?}",
+        remaining.keys()
+    );
+    assert!(remaining.contains_key(Path::new("keys/README")));
+    assert_same(&store.load_all(&key).records, &records);
+}
+
+#[test]
+fn writes_leave_no_temporary_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, mut store, key) = new_store(tmp.path(), &sample_records());
+    let clash = record("binance-ed", Scheme::HmacSha256, None, random_bytes(32));
+    assert!(store.store(&key, &clash).is_err());
+    store.remove("binance-rsa").unwrap();
+    store.change_passphrase(PASSPHRASE, b"x", FAST).unwrap();
+    let names: Vec<_> = snapshot(&dir).into_keys().collect();
+    assert_eq!(
+        names,
+        [
+            PathBuf::from("header"),
+            PathBuf::from("keys/binance-ed.key"),
+            PathBuf::from("keys/kraken.hmac_1.key"),
+        ]
+    );
+}
+
+#[test]
+fn special_files_in_keys_fail_without_hanging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, store, key) = new_store(tmp.path(), &sample_records());
+    let keys = dir.join("keys");
+    nix::unistd::mkfifo(&keys.join("fifo.key"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    fs::create_dir(keys.join("dir.key")).unwrap();
+    std::os::unix::fs::symlink(keys.join("binance-ed.key"), keys.join("link.key")).unwrap();
+    fs::write(keys.join("Not A Name.key"), b"x").unwrap();
+    let loaded = store.load_all(&key);
+    assert_eq!(loaded.records.len(), 3);
+    assert_eq!(
+        failure_names(&loaded),
+        ["Not A Name.key", "dir", "fifo", "link"]
+    );
+}
+
+#[test]
+fn debug_output_never_shows_secret_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = b"0123456789abcdef-hmac-secret".to_vec();
+    let rec = record("k", Scheme::HmacSha256, Some("api-id"), secret);
+    let (_dir, store, key) = new_store(tmp.path(), std::slice::from_ref(&rec));
+    let loaded = store.load_all(&key);
+    let shown = format!("{rec:?} {loaded:?} {key:?} {store:?}");
+    assert!(!shown.contains("hmac-secret"), "{shown}");
+    assert!(!shown.contains("48, 49, 50"), "no byte lists: {shown}");
+    assert!(shown.contains("REDACTED"));
+    assert!(shown.contains("api-id"), "metadata is not secret: {shown}");
+}
+
+// A keystore written by an independent implementation of docs/KEYSTORE.md (Python, with
+// `cryptography`'s Argon2id and ChaCha20-Poly1305 and a hand-written HChaCha20 checked
+// against draft-irtf-cfrg-xchacha-03), from fixed salt, nonces and data key. It pins the
+// format: every later keyward must still read these bytes.
+// Passphrase "golden fixture passphrase", m = 256 KiB, t = 2, p = 2.
+const GOLDEN_HEADER: &str = "4b5753544f52450000000001000001000000000200000002000102030405060708090a0b0c0d0e0f6465666768696a6b6c6d6e6f707172737475767778797a7bf7e16c3564ed8c0ac8fb22dbe92755f4334ef06ecd817099ea0d0974886a7793868182db12e827483bb25ef87429e110";
+const GOLDEN_KEY_ED: &str = "4b574b45590000000000000109676f6c64656e2d6564076564323535313901000e676f6c64656e2d6170692d6b6579000000006553f10032333435363738393a3b3c3d3e3f40414243444546474849d4a6fa062ed2cbe12c73749cdb7935ce450dd44bcf9cf2e2c4229c6cbfc6d38fcefc3f50f82a55aa01034c12b9ff11052d394c47ad10";
+const GOLDEN_KEY_HMAC: &str = "4b574b4559000000000000010b676f6c64656e2d686d61630b686d61632d73686132353600000000006553f101969798999a9b9c9d9e9fa0a1a2a3a4a5a6a7a8a9aaabacadbd66e3934e552ed5e9bf5dc87acefc51162f1f3ffd4c938391337ade0ea3a4684b992e4b49cae87b1d99f22e2d2c36b5";
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_keystore_written_by_an_independent_implementation_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("golden");
+    fsio::ensure_private_dir(&dir).unwrap();
+    fsio::ensure_private_dir(&dir.join("keys")).unwrap();
+    fs::write(dir.join(HEADER_FILE), unhex(GOLDEN_HEADER)).unwrap();
+    fs::write(dir.join("keys/golden-ed.key"), unhex(GOLDEN_KEY_ED)).unwrap();
+    fs::write(dir.join("keys/golden-hmac.key"), unhex(GOLDEN_KEY_HMAC)).unwrap();
+
+    let store = Keystore::open(&dir).unwrap().unwrap();
+    assert_eq!(
+        store.kdf_params(),
+        KdfParams {
+            m_cost_kib: 256,
+            t_cost: 2,
+            p_cost: 2
+        }
+    );
+    let key = store.unlock(b"golden fixture passphrase").unwrap();
+    assert_eq!(key.0[..], (200..232).collect::<Vec<u8>>()[..]);
+    let loaded = store.load_all(&key);
+    assert!(loaded.failures.is_empty(), "{:?}", loaded.failures);
+    let expected = [
+        KeyRecord {
+            meta: KeyMeta {
+                name: "golden-ed".into(),
+                scheme: Scheme::Ed25519,
+                api_key: Some("golden-api-key".into()),
+                created_unix: 1_700_000_000,
+            },
+            secret: Zeroizing::new(b"golden ed25519 secret bytes 0123456789".to_vec()),
+        },
+        KeyRecord {
+            meta: KeyMeta {
+                name: "golden-hmac".into(),
+                scheme: Scheme::HmacSha256,
+                api_key: None,
+                created_unix: 1_700_000_001,
+            },
+            secret: Zeroizing::new((0..32).collect()),
+        },
+    ];
+    assert_same(&loaded.records, &expected);
+    assert!(matches!(
+        store.unlock(b"golden fixture passphrasf"),
+        Err(KeystoreError::WrongPassphrase)
+    ));
+}
+
+/// Needles are kept XOR-masked, so that the scan finds only copies the code under test left.
+const MASK: u8 = 0xA5;
+
+struct MaskedNeedles {
+    windows: Vec<[u8; 16]>,
+    /// Which (masked) first two bytes start a window: a cheap filter, so that long runs of
+    /// one byte value (zeroed memory) do not each cost a comparison with every window.
+    starts: Vec<bool>,
+}
+
+impl MaskedNeedles {
+    fn new(masked: &[&[u8]]) -> Self {
+        let mut windows = Vec::new();
+        let mut starts = vec![false; 1 << 16];
+        for needle in masked {
+            for w in needle.windows(16) {
+                starts[usize::from(u16::from_be_bytes([w[0], w[1]]))] = true;
+                windows.push(w.try_into().unwrap());
+            }
+        }
+        MaskedNeedles { windows, starts }
+    }
+
+    fn found_in(&self, hay: &[u8]) -> bool {
+        hay.windows(16).any(|h| {
+            self.starts[usize::from(u16::from_be_bytes([h[0] ^ MASK, h[1] ^ MASK]))]
+                && self
+                    .windows
+                    .iter()
+                    .any(|w| w.iter().zip(h).all(|(m, b)| *m == b ^ MASK))
+        })
+    }
+}
+
+/// Reads every private writable mapping of this process through /proc/self/mem.
+fn scan_own_memory(needles: &MaskedNeedles, marker: &[u8]) -> (bool, bool) {
+    use std::os::unix::fs::FileExt;
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    let mem = fs::File::open("/proc/self/mem").unwrap();
+    let (mut found, mut saw_marker) = (false, false);
+    let mut chunk = vec![0u8; 1 << 20];
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !perms.starts_with("rw") {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let (start, end) = (
+            u64::from_str_radix(start, 16).unwrap(),
+            u64::from_str_radix(end, 16).unwrap(),
+        );
+        let mut at = start;
+        while at < end {
+            // Overlap chunks by 15 bytes so no run straddling a boundary is missed.
+            let len = usize::try_from((end - at).min(chunk.len() as u64)).unwrap();
+            let Ok(n) = mem.read_at(&mut chunk[..len], at) else {
+                break;
+            };
+            if n == 0 {
+                break;
+            }
+            found |= needles.found_in(&chunk[..n]);
+            saw_marker |= chunk[..n].windows(marker.len()).any(|w| w == marker);
+            at += n as u64;
+            if at < end {
+                at -= 15.min(n as u64);
+            }
+        }
+    }
+    chunk.zeroize();
+    (found, saw_marker)
+}
+
+#[test]
+fn no_passphrase_or_key_is_left_in_memory_after_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ks");
+    let masked_pass: Vec<u8> = random_bytes(40);
+    let masked_secret: Vec<u8> = random_bytes(64);
+    let masked_key;
+    let marker = format!("marker-{}", std::process::id());
+    {
+        let pass = Zeroizing::new(masked_pass.iter().map(|b| b ^ MASK).collect::<Vec<u8>>());
+        let secret = Zeroizing::new(masked_secret.iter().map(|b| b ^ MASK).collect::<Vec<u8>>());
+        let (mut store, key) = Keystore::init(&dir, &pass, FAST).unwrap();
+        store
+            .store(
+                &key,
+                &KeyRecord {
+                    meta: KeyMeta {
+                        name: "k".into(),
+                        scheme: Scheme::HmacSha256,
+                        api_key: None,
+                        created_unix: 0,
+                    },
+                    secret,
+                },
+            )
+            .unwrap();
+        drop(key);
+        store.change_passphrase(&pass, &pass, FAST).unwrap();
+        let key = store.unlock(&pass).unwrap();
+        let loaded = store.load_all(&key);
+        assert_eq!(loaded.records.len(), 1);
+        drop(loaded);
+        // The last thing done with the passphrase: derive and unwrap.
+        let key = store.unlock(&pass).unwrap();
+        masked_key = key.0.iter().map(|b| b ^ MASK).collect::<Vec<u8>>();
+    }
+    let needles = MaskedNeedles::new(&[&masked_pass, &masked_secret, &masked_key]);
+    let (found, saw_marker) = scan_own_memory(&needles, marker.as_bytes());
+    assert!(saw_marker, "the scan must see the heap");
+    assert!(
+        !found,
+        "a copy of the passphrase, the data key or a secret is left in memory"
+    );
+}
+
+/// The secret of crash-test key `name`: recognisable, so a torn write cannot pass for whole.
+fn crash_secret(name: &str) -> Vec<u8> {
+    let bytes = name.as_bytes();
+    (0..300 + bytes.len())
+        .map(|i| bytes[i % bytes.len()] ^ (i as u8))
+        .collect()
+}
+
+const CRASH_CHILD_ENV: &str = "KEYWARD_KEYSTORE_CRASH_CHILD";
+const CRASH_PASSPHRASES: [&[u8]; 2] = [b"crash passphrase one", b"crash passphrase two"];
+
+/// Unlocks with whichever crash-test passphrase is current.
+fn crash_unlock(store: &Keystore) -> (DataKey, usize) {
+    for (i, pass) in CRASH_PASSPHRASES.iter().enumerate() {
+        if let Ok(key) = store.unlock(pass) {
+            return (key, i);
+        }
+    }
+    panic!("neither passphrase unlocks the keystore");
+}
+
+/// The child: stores, removes and changes the passphrase in a loop until it is killed
+/// (or, should the parent die, for ten seconds).
+fn crash_child(dir: &Path) {
+    let started = std::time::Instant::now();
+    let mut store = Keystore::open(dir).unwrap().unwrap();
+    let (key, mut current) = crash_unlock(&store);
+    let round = std::process::id();
+    let mut i = 0u32;
+    while started.elapsed() < std::time::Duration::from_secs(10) {
+        let name = format!("k-{round}-{i}");
+        let rec = record(&name, Scheme::HmacSha256, Some("id"), crash_secret(&name));
+        store.store(&key, &rec).unwrap();
+        if i % 3 == 2 {
+            store.remove(&format!("k-{round}-{}", i - 1)).unwrap();
+        }
+        if i % 4 == 3 {
+            let next = 1 - current;
+            store
+                .change_passphrase(CRASH_PASSPHRASES[current], CRASH_PASSPHRASES[next], FAST)
+                .unwrap();
+            current = next;
+        }
+        i += 1;
+    }
+}
+
+#[test]
+fn a_writer_killed_at_any_moment_leaves_every_key_whole_or_absent() {
+    if let Some(dir) = std::env::var_os(CRASH_CHILD_ENV) {
+        crash_child(Path::new(&dir));
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ks");
+    Keystore::init(&dir, CRASH_PASSPHRASES[0], FAST).unwrap();
+    // This test's name as the harness knows it (without the crate name).
+    let module = module_path!().split_once("::").unwrap().1;
+    let test_name =
+        format!("{module}::a_writer_killed_at_any_moment_leaves_every_key_whole_or_absent");
+
+    let (mut keys_seen, mut torn_writes) = (0, std::collections::BTreeSet::new());
+    for _ in 0..12 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &test_name, "--test-threads=1", "--quiet"])
+            .env(CRASH_CHILD_ENV, &dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut delay = [0u8; 1];
+        aws_lc_rs::rand::fill(&mut delay).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30 + u64::from(delay[0])));
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        assert!(
+            status.code().is_none(),
+            "the child ended on its own: {status}"
+        );
+
+        torn_writes.extend(
+            snapshot(&dir)
+                .into_keys()
+                .filter(|p| p.to_string_lossy().contains(".kw-tmp-")),
+        );
+        let store = Keystore::open(&dir).unwrap().unwrap();
+        let (key, _) = crash_unlock(&store);
+        let loaded = store.load_all(&key);
+        assert!(loaded.failures.is_empty(), "{:?}", loaded.failures);
+        for rec in &loaded.records {
+            assert_eq!(&rec.secret[..], &crash_secret(&rec.meta.name)[..]);
+        }
+        keys_seen = loaded.records.len();
+    }
+    assert!(keys_seen > 0, "the children never stored a key");
+    eprintln!(
+        "{keys_seen} keys whole; {} interrupted writes left a temporary file",
+        torn_writes.len()
+    );
+}
