@@ -6,8 +6,9 @@
 //! | 1 | any other failure (bad key file, unknown key, daemon-side error, ...) |
 //! | 2 | usage error (bad flags or arguments) |
 //! | 3 | the daemon is unreachable (not running, wrong socket path) |
-//! | 4 | denied: this user may not make that request |
+//! | 4 | denied: this user may not make that request, or the key's policy refuses the payload |
 //! | 5 | the keystore is locked (or not initialised) |
+//! | 6 | rate limited: retry later |
 
 use keyward_client::{Error as ClientError, ErrorCode};
 
@@ -17,6 +18,7 @@ pub(crate) const USAGE: u8 = 2;
 pub(crate) const UNREACHABLE: u8 = 3;
 pub(crate) const DENIED: u8 = 4;
 pub(crate) const LOCKED: u8 = 5;
+pub(crate) const RATE_LIMITED: u8 = 6;
 
 /// The help text's table of exit codes.
 pub(crate) const HELP: &str = "\
@@ -25,8 +27,9 @@ Exit codes:
   1  failure (bad key file, unknown key, daemon-side error, ...)
   2  usage error
   3  daemon unreachable (not running, or wrong --socket / KEYWARD_SOCK)
-  4  denied (this user may not make that request)
-  5  keystore locked (run `keyward unlock`) or not initialised (`keyward init`)";
+  4  denied (this user may not make that request, or the key's policy refuses the payload)
+  5  keystore locked (run `keyward unlock`) or not initialised (`keyward init`)
+  6  rate limited (retry later)";
 
 /// A mistake in how the command was called, found after argument parsing.
 #[derive(Debug)]
@@ -48,10 +51,17 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         }
         if let Some(client) = cause.downcast_ref::<ClientError>() {
             return match client {
+                // The socket's permissions refused us: that is a denial, not an absent daemon.
+                ClientError::Connect { source, .. }
+                    if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
+                    DENIED
+                }
                 ClientError::Connect { .. } => UNREACHABLE,
                 _ => match client.code() {
-                    Some(ErrorCode::Denied) => DENIED,
+                    Some(ErrorCode::Denied | ErrorCode::PolicyViolation) => DENIED,
                     Some(ErrorCode::Locked | ErrorCode::NotInitialized) => LOCKED,
+                    Some(ErrorCode::RateLimited) => RATE_LIMITED,
                     _ => FAILURE,
                 },
             };

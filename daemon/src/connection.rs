@@ -14,8 +14,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
-use crate::daemon::{Daemon, Peer};
+use crate::daemon::Daemon;
 use crate::handler;
+use crate::peer::Peer;
 
 /// Once a frame has begun, the rest of it must arrive within this time; a client that
 /// stalls mid-frame would otherwise hold a connection slot forever. Between frames a
@@ -37,11 +38,7 @@ pub(crate) async fn serve(
     _permit: OwnedSemaphorePermit,
 ) {
     let peer = match stream.peer_cred() {
-        Ok(cred) => Peer {
-            uid: cred.uid(),
-            gid: cred.gid(),
-            pid: cred.pid(),
-        },
+        Ok(cred) => Peer::from_credentials(cred.uid(), cred.gid(), cred.pid()),
         Err(err) => {
             tracing::warn!("cannot read peer credentials, closing: {err}");
             return;

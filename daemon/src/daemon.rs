@@ -1,22 +1,16 @@
 //! The daemon's shared state: the keyring, where keys persist, and who the peers are.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use keyward_protocol::{KeystoreState, Status, UnreadableKey};
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
 
+use crate::audit::AuditLog;
 use crate::keyring::Keyring;
+use crate::peer::Peer;
+use crate::policy::{Policy, RateLimiter};
 use crate::store::Store;
-
-/// Who is on the other end of a connection, from `SO_PEERCRED` (the kernel's word, not the
-/// client's).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Peer {
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
-    pub(crate) pid: Option<i32>,
-}
 
 /// Settings fixed at start.
 #[derive(Debug, Clone)]
@@ -42,6 +36,10 @@ pub(crate) struct Daemon {
     pub(crate) uid: u32,
     pub(crate) keyring: Keyring,
     pub(crate) store: Store,
+    pub(crate) audit: AuditLog,
+    pub(crate) rates: RateLimiter,
+    /// The policy in force; SIGHUP replaces the whole snapshot at once.
+    policy: RwLock<Arc<Policy>>,
     /// Serialises requests that change keys, so "exists?" and "add" cannot interleave.
     admin: AsyncMutex<()>,
     timers: Mutex<Timers>,
@@ -49,7 +47,12 @@ pub(crate) struct Daemon {
 }
 
 impl Daemon {
-    pub(crate) fn new(settings: Settings, store: Store) -> Arc<Daemon> {
+    pub(crate) fn new(
+        settings: Settings,
+        store: Store,
+        policy: Policy,
+        audit: AuditLog,
+    ) -> Arc<Daemon> {
         let keyring = if store.is_ephemeral() {
             Keyring::unlocked_empty()
         } else {
@@ -60,6 +63,9 @@ impl Daemon {
             uid: nix::unistd::geteuid().as_raw(),
             keyring,
             store,
+            audit,
+            rates: RateLimiter::default(),
+            policy: RwLock::new(Arc::new(policy)),
             admin: AsyncMutex::new(()),
             timers: Mutex::new(Timers {
                 unlocked_at: None,
@@ -69,9 +75,27 @@ impl Daemon {
         })
     }
 
-    /// Only the daemon's own uid and root may talk to it (per-key policy comes later).
+    /// The policy in force now.
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        Arc::clone(
+            &self
+                .policy
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// Puts a new policy in force (SIGHUP); requests already past their checks are unaffected.
+    pub(crate) fn set_policy(&self, policy: Policy) {
+        *self
+            .policy
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(policy);
+    }
+
+    /// May this peer talk to the daemon at all?
     pub(crate) fn may_connect(&self, peer: &Peer) -> bool {
-        peer.uid == self.uid || peer.uid == 0
+        self.policy().may_connect(peer, self.uid)
     }
 
     pub(crate) async fn admin(&self) -> AsyncMutexGuard<'_, ()> {

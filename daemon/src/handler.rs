@@ -1,22 +1,32 @@
 //! What each request does: from a decoded [`Request`] and its peer to a [`Response`].
 
 use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use keyward_protocol::{
     ErrorCode, KeyInfo, MAX_BATCH, Request, Response, Scheme, validate_key_name,
 };
 
-use crate::daemon::{Daemon, Peer};
+use crate::audit::Decision;
+use crate::daemon::Daemon;
 use crate::failure::Failure;
 use crate::import;
 use crate::keyring::Key;
+use crate::peer::Peer;
+use crate::policy::check_payload;
 use crate::signer::Signer;
 
-/// Answers one request (after the Hello handshake).
+/// Answers one request (after the Hello handshake), and records the decision in the audit
+/// log. With `audit_required`, a signature whose record cannot be written is not released.
 pub(crate) async fn handle(daemon: &Arc<Daemon>, peer: &Peer, request: Request) -> Response {
-    let kind = request.kind();
-    match dispatch(daemon, peer, request).await {
-        Ok(response) => response,
+    let started = Instant::now();
+    let subject = daemon.audit.subject(&request);
+    let result = match authorize(daemon, peer, &request) {
+        Ok(()) => dispatch(daemon, peer, request).await,
+        Err(denied) => Err(denied),
+    };
+    let (response, decision, reason) = match result {
+        Ok(response) => (response, Decision::Allow, String::new()),
         Err(mut failure) => {
             if failure.code == ErrorCode::Locked && !daemon.store.is_initialized() {
                 failure = Failure::new(
@@ -24,18 +34,125 @@ pub(crate) async fn handle(daemon: &Arc<Daemon>, peer: &Peer, request: Request) 
                     "the keystore is not initialized (locked, with no keys); run `keyward init`",
                 );
             }
-            tracing::info!(
-                request = kind,
-                uid = peer.uid,
-                gid = peer.gid,
-                pid = peer.pid,
-                code = %failure.code,
-                "refused: {}",
-                failure.message
-            );
-            failure.into_response()
+            let decision = match failure.code {
+                ErrorCode::Denied | ErrorCode::PolicyViolation | ErrorCode::RateLimited => {
+                    tracing::warn!(
+                        request = subject.kind,
+                        key = subject.key.as_deref().unwrap_or("-"),
+                        uid = peer.uid,
+                        pid = peer.pid,
+                        "denied: {}",
+                        failure.message
+                    );
+                    Decision::Deny
+                }
+                _ => {
+                    tracing::info!(
+                        request = subject.kind,
+                        uid = peer.uid,
+                        code = %failure.code,
+                        "failed: {}",
+                        failure.message
+                    );
+                    Decision::Error
+                }
+            };
+            let reason = failure.message.clone();
+            (failure.into_response(), decision, reason)
         }
+    };
+    let recorded = daemon
+        .audit
+        .record(peer, &subject, decision, &reason, started.elapsed());
+    if recorded.is_err()
+        && matches!(
+            response,
+            Response::Signature { .. } | Response::Signatures { .. }
+        )
+    {
+        return Response::error(
+            ErrorCode::Unavailable,
+            "the audit log cannot be written; signing is refused until it can (audit_required)",
+        );
     }
+    response
+}
+
+/// The admin requests: they change or reveal the keystore as a whole.
+fn is_admin_request(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Import { .. }
+            | Request::Generate { .. }
+            | Request::Remove { .. }
+            | Request::Init { .. }
+            | Request::Unlock { .. }
+            | Request::Lock
+            | Request::ChangePassphrase { .. }
+    )
+}
+
+/// Checks the peer's rights before anything else happens (so a refusal reveals nothing,
+/// not even whether a key exists).
+fn authorize(daemon: &Daemon, peer: &Peer, request: &Request) -> Result<(), Failure> {
+    let policy = daemon.policy();
+    let denied = |what: String| Err(Failure::new(ErrorCode::Denied, what));
+    if is_admin_request(request) && !policy.is_admin(peer, daemon.uid) {
+        return denied(format!(
+            "uid {} may not {}: admin requests need the daemon's uid or an admin uid/group",
+            peer.uid,
+            request.kind()
+        ));
+    }
+    match request {
+        Request::Sign { key, .. } | Request::SignBatch { key, .. } | Request::PublicKey { key }
+            if !policy.may_use(key, peer, daemon.uid) =>
+        {
+            denied(format!("uid {} may not use key {key:?}", peer.uid))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Applies the key's payload rules and rate limit to the payloads about to be signed.
+fn enforce_key_policy(daemon: &Daemon, key: &str, payloads: &[&[u8]]) -> Result<(), Failure> {
+    let policy = daemon.policy();
+    let rules = policy.for_key(key);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    for payload in payloads {
+        check_payload(rules, payload, now_ms)
+            .map_err(|why| Failure::new(ErrorCode::PolicyViolation, why))?;
+    }
+    if let Some(limit) = rules.rate {
+        let n = u32::try_from(payloads.len()).unwrap_or(u32::MAX);
+        if n > limit.burst {
+            return Err(Failure::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "a batch of {n} exceeds key {key:?}'s burst of {}; split it",
+                    limit.burst
+                ),
+            ));
+        }
+        daemon
+            .rates
+            .take(key, limit, n, Instant::now())
+            .map_err(|wait| {
+                Failure::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "rate limit of key {key:?} reached ({}/s); retry in {} ms",
+                        limit.per_sec,
+                        wait.as_millis().max(1)
+                    ),
+                )
+            })?;
+    }
+    Ok(())
 }
 
 async fn dispatch(
@@ -46,6 +163,7 @@ async fn dispatch(
     match request {
         Request::Hello { .. } => Err(Failure::bad_request("Hello was already exchanged")),
         Request::Sign { key, payload } => {
+            enforce_key_policy(daemon, &key, &[&payload])?;
             let key = daemon.keyring.get(&key)?;
             daemon.touch();
             let (scheme, mut signatures) = sign_all(key, vec![payload]).await?;
@@ -64,6 +182,8 @@ async fn dispatch(
                     ),
                 ));
             }
+            let views: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+            enforce_key_policy(daemon, &key, &views)?;
             let key = daemon.keyring.get(&key)?;
             daemon.touch();
             let payloads = payloads
@@ -77,9 +197,17 @@ async fn dispatch(
                 .collect();
             Ok(Response::Signatures { scheme, signatures })
         }
-        Request::List => Ok(Response::Keys {
-            keys: daemon.keyring.list()?,
-        }),
+        Request::List => {
+            // A peer sees only the keys it may use.
+            let policy = daemon.policy();
+            let keys = daemon.keyring.list()?;
+            Ok(Response::Keys {
+                keys: keys
+                    .into_iter()
+                    .filter(|key| policy.may_use(&key.name, peer, daemon.uid))
+                    .collect(),
+            })
+        }
         Request::PublicKey { key } => Ok(Response::Key {
             key: daemon.keyring.get(&key)?.info.clone(),
         }),

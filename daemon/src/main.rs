@@ -2,7 +2,12 @@
 //!
 //! Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when it cannot start or fails
 //! while running (the reason is the last log line), 2 for a command-line usage error.
+//!
+//! Signals: SIGTERM/SIGINT finish requests in flight, lock, remove the socket and exit;
+//! SIGHUP reloads the policy part of the config file (a bad file keeps the old policy).
 
+mod audit;
+mod config;
 mod connection;
 mod daemon;
 mod failure;
@@ -11,6 +16,8 @@ mod harden;
 mod import;
 mod keyring;
 mod keystore;
+mod peer;
+mod policy;
 mod server;
 mod signer;
 mod socket;
@@ -25,16 +32,24 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditLog;
+use crate::config::{Config, DaemonConfig};
 use crate::daemon::{Daemon, Settings};
 use crate::store::Store;
 
 /// keywardd: ssh-agent for exchange API keys.
 ///
 /// Holds signing keys in memory and signs payloads for local bots over a Unix socket; the
-/// bots never see a private key. Runs in the foreground and logs to stderr.
+/// bots never see a private key. Runs in the foreground and logs to stderr. Flags override
+/// the config file.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Args {
+    /// Config file (TOML) [default: $XDG_CONFIG_HOME/keyward/keywardd.toml, else
+    /// ~/.config/keyward/keywardd.toml; absent = built-in defaults].
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+
     /// Socket to listen on [default: $XDG_RUNTIME_DIR/keyward/keyward.sock, else
     /// /tmp/keyward-$UID/keyward.sock].
     #[arg(long, value_name = "PATH")]
@@ -53,13 +68,13 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
     max_frame: u32,
 
-    /// Lock after this many seconds without a signature (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    idle_lock: u64,
+    /// Lock after this many seconds without a signature (0: never) [default: 0].
+    #[arg(long, value_name = "SECS")]
+    idle_lock: Option<u64>,
 
-    /// Lock this many seconds after unlock, however busy (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    max_unlock: u64,
+    /// Lock this many seconds after unlock, however busy (0: never) [default: 0].
+    #[arg(long, value_name = "SECS")]
+    max_unlock: Option<u64>,
 
     /// Unlock at start with the passphrase in this file (its first line). Without it, a file
     /// named `passphrase` in $CREDENTIALS_DIRECTORY (systemd LoadCredentialEncrypted=) is used.
@@ -98,7 +113,19 @@ fn non_zero_secs(secs: u64) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
+/// The config file to read and whether it must exist (it must when named on the command line).
+fn config_source(args: &Args) -> Option<(PathBuf, bool)> {
+    match &args.config {
+        Some(path) => Some((path.clone(), true)),
+        None => config::default_path().map(|path| (path, false)),
+    }
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
+    let config = match config_source(&args) {
+        Some((path, must_exist)) => config::load(&path, must_exist)?,
+        None => config::parse("").map_err(anyhow::Error::msg)?,
+    };
     let kdf = keystore::KdfParams::default();
     // Before any thread or key exists, so every later allocation is covered.
     harden::harden(u64::from(kdf.m_cost_kib) * 1024, args.require_mlock)?;
@@ -111,7 +138,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, kdf))
+    runtime.block_on(serve(args, config, kdf))
 }
 
 /// `$XDG_DATA_HOME/keyward`, else `~/.local/share/keyward`.
@@ -150,29 +177,49 @@ fn headless_passphrase(
     )))
 }
 
-async fn serve(args: Args, kdf: keystore::KdfParams) -> anyhow::Result<()> {
+fn open_store(
+    args: &Args,
+    config: &DaemonConfig,
+    kdf: keystore::KdfParams,
+) -> anyhow::Result<Store> {
+    if args.ephemeral {
+        return Ok(Store::Ephemeral);
+    }
+    let dir = match args.keystore.as_ref().or(config.keystore.as_ref()) {
+        Some(dir) => dir.clone(),
+        None => default_keystore_dir()?,
+    };
+    let store = Store::open(&dir, kdf)
+        .with_context(|| format!("cannot open the keystore {}", dir.display()))?;
+    tracing::info!(keystore = %dir.display(), initialized = store.is_initialized(), "keystore opened");
+    Ok(store)
+}
+
+fn open_audit(config: &DaemonConfig) -> anyhow::Result<AuditLog> {
+    match &config.audit_log {
+        Some(path) => AuditLog::open(path, config.audit_payloads, config.audit_required)
+            .with_context(|| format!("cannot open the audit log {}", path.display())),
+        None => Ok(AuditLog::disabled()),
+    }
+}
+
+async fn serve(args: Args, config: Config, kdf: keystore::KdfParams) -> anyhow::Result<()> {
     let socket_path = args
         .socket
         .clone()
+        .or_else(|| config.daemon.socket.clone())
         .unwrap_or_else(socket::default_socket_path);
-    let store = if args.ephemeral {
-        Store::Ephemeral
-    } else {
-        let dir = match &args.keystore {
-            Some(dir) => dir.clone(),
-            None => default_keystore_dir()?,
-        };
-        let store = Store::open(&dir, kdf)
-            .with_context(|| format!("cannot open the keystore {}", dir.display()))?;
-        tracing::info!(keystore = %dir.display(), initialized = store.is_initialized(), "keystore opened");
-        store
-    };
+    let store = open_store(&args, &config.daemon, kdf)?;
     let settings = Settings {
         max_frame: args.max_frame,
-        idle_lock: non_zero_secs(args.idle_lock),
-        max_unlock: non_zero_secs(args.max_unlock),
+        idle_lock: non_zero_secs(args.idle_lock.or(config.daemon.idle_lock_secs).unwrap_or(0)),
+        max_unlock: non_zero_secs(
+            args.max_unlock
+                .or(config.daemon.max_unlock_secs)
+                .unwrap_or(0),
+        ),
     };
-    let daemon = Daemon::new(settings, store);
+    let daemon = Daemon::new(settings, store, config.policy, open_audit(&config.daemon)?);
     if let Some((path, passphrase)) = headless_passphrase(&args)? {
         daemon
             .store
@@ -182,22 +229,11 @@ async fn serve(args: Args, kdf: keystore::KdfParams) -> anyhow::Result<()> {
             .with_context(|| format!("cannot unlock with the passphrase in {}", path.display()))?;
     }
 
-    let listener = socket::bind(&socket_path).context("cannot listen")?;
+    let listener = socket::bind(&socket_path, config.daemon.socket_gid).context("cannot listen")?;
     tracing::info!(socket = %socket_path.display(), "keywardd listening");
 
     let shutdown = CancellationToken::new();
-    let mut sigterm =
-        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut sigint =
-        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
-    let stopper = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = sigterm.recv() => tracing::info!("SIGTERM: finishing requests in flight"),
-            _ = sigint.recv() => tracing::info!("SIGINT: finishing requests in flight"),
-        }
-        stopper.cancel();
-    });
+    spawn_signal_handlers(&daemon, config_source(&args), shutdown.clone())?;
     tokio::spawn(auto_lock(Arc::clone(&daemon), shutdown.clone()));
 
     server::run(listener, Arc::clone(&daemon), shutdown).await;
@@ -208,6 +244,51 @@ async fn serve(args: Args, kdf: keystore::KdfParams) -> anyhow::Result<()> {
     daemon.lock("shutdown");
     tracing::info!("keywardd stopped");
     Ok(())
+}
+
+/// SIGTERM/SIGINT start a graceful shutdown; SIGHUP reloads the policy.
+fn spawn_signal_handlers(
+    daemon: &Arc<Daemon>,
+    config: Option<(PathBuf, bool)>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut sigterm =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigterm.recv() => tracing::info!("SIGTERM: finishing requests in flight"),
+            _ = sigint.recv() => tracing::info!("SIGINT: finishing requests in flight"),
+        }
+        shutdown.cancel();
+    });
+    let daemon = Arc::clone(daemon);
+    tokio::spawn(async move {
+        while sighup.recv().await.is_some() {
+            reload_policy(&daemon, config.as_ref());
+        }
+    });
+    Ok(())
+}
+
+/// Re-reads the config file and puts its policy in force, or keeps the old one if the new
+/// file is invalid. The `[daemon]` section is read at start only.
+fn reload_policy(daemon: &Daemon, config: Option<&(PathBuf, bool)>) {
+    let loaded = match config {
+        Some((path, must_exist)) => config::load(path, *must_exist).map_err(|err| err.to_string()),
+        None => config::parse(""),
+    };
+    match loaded {
+        Ok(new) => {
+            daemon.set_policy(new.policy);
+            tracing::info!("SIGHUP: policy reloaded");
+        }
+        Err(err) => tracing::error!(
+            "SIGHUP: the new config is invalid, the old policy stays in force: {err}"
+        ),
+    }
 }
 
 /// Checks the auto-lock deadlines once a second.

@@ -254,13 +254,9 @@ mod tests {
         .unwrap();
         let payload = b"symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559";
         assert_eq!(
-            hex_lower(&signer.sign(payload).unwrap()),
+            hex::encode(signer.sign(payload).unwrap()),
             "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
         );
-    }
-
-    fn hex_lower(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]

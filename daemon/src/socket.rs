@@ -41,20 +41,27 @@ pub(crate) fn default_socket_path() -> PathBuf {
 }
 
 /// Makes sure the socket's directory exists, is ours, and nobody else can write to it,
-/// creating it 0700 when missing. A directory someone else owns could let them swap the
-/// socket for their own and collect every payload a bot sends; so we refuse it.
-pub(crate) fn prepare_directory(dir: &Path) -> Result<(), SocketError> {
+/// creating it when missing; then gives it exactly `mode` (0700, or 0750 with the socket
+/// group). A directory someone else owns or can write could let them swap the socket for
+/// their own and collect every payload a bot sends; so we refuse it.
+fn prepare_directory(dir: &Path, group: Option<u32>) -> Result<(), SocketError> {
+    check_or_create_directory(dir)?;
+    let mode = if group.is_some() { 0o750 } else { 0o700 };
+    if let Some(gid) = group {
+        nix::unistd::chown(dir, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|err| io_err(dir)(err.into()))?;
+    }
+    // The mode passed to mkdir is filtered by the umask; set it exactly.
+    fs::set_permissions(dir, Permissions::from_mode(mode)).map_err(io_err(dir))
+}
+
+fn check_or_create_directory(dir: &Path) -> Result<(), SocketError> {
     match fs::symlink_metadata(dir) {
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io_err(dir))?;
-            // The mode passed to mkdir is filtered by the umask; set it exactly.
-            fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(io_err(dir))?;
-            Ok(())
-        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir)),
         Err(err) => Err(io_err(dir)(err)),
         Ok(meta) => {
             let unsafe_dir = |reason: String| SocketError::UnsafeDirectory {
@@ -82,14 +89,15 @@ pub(crate) fn prepare_directory(dir: &Path) -> Result<(), SocketError> {
     }
 }
 
-/// Binds the listening socket at `path` with mode 0600, replacing a stale socket file left
-/// by a daemon that died, but never a live one and never a file that is not a socket.
-pub(crate) fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+/// Binds the listening socket at `path` with mode 0600 — or 0660 owned by `group`, whose
+/// members may then connect — replacing a stale socket file left by a daemon that died, but
+/// never a live one and never a file that is not a socket.
+pub(crate) fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, SocketError> {
     let dir = path
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .ok_or_else(|| SocketError::NoParent(path.to_owned()))?;
-    prepare_directory(dir)?;
+    prepare_directory(dir, group)?;
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if StdUnixStream::connect(path).is_ok() {
@@ -102,8 +110,14 @@ pub(crate) fn bind(path: &Path) -> Result<UnixListener, SocketError> {
         Err(err) => return Err(io_err(path)(err)),
     }
     let listener = UnixListener::bind(path).map_err(io_err(path))?;
-    // The directory is 0700, so nobody else could reach the socket between bind and chmod.
-    fs::set_permissions(path, Permissions::from_mode(0o600)).map_err(io_err(path))?;
+    // The directory is 0700 or 0750 and the group may not write it, so nobody else could
+    // reach the socket between bind and chmod.
+    if let Some(gid) = group {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|err| io_err(path)(err.into()))?;
+    }
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    fs::set_permissions(path, Permissions::from_mode(mode)).map_err(io_err(path))?;
     Ok(listener)
 }
 
@@ -116,19 +130,31 @@ mod tests {
     async fn creates_a_private_directory_and_a_0600_socket() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("run").join("keyward.sock");
-        let _listener = bind(&path).unwrap();
+        let _listener = bind(&path, None).unwrap();
         let dir_mode = fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777;
         let sock_mode = fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!((dir_mode, sock_mode), (0o700, 0o600));
         // A second daemon on the same path is refused while the first listens.
-        assert!(matches!(bind(&path), Err(SocketError::InUse(_))));
+        assert!(matches!(bind(&path, None), Err(SocketError::InUse(_))));
+    }
+
+    #[tokio::test]
+    async fn a_socket_group_gets_a_0750_directory_and_a_0660_socket() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("run").join("keyward.sock");
+        let gid = nix::unistd::getegid().as_raw();
+        let _listener = bind(&path, Some(gid)).unwrap();
+        let dir = fs::metadata(path.parent().unwrap()).unwrap();
+        let sock = fs::metadata(&path).unwrap();
+        assert_eq!((dir.mode() & 0o777, sock.mode() & 0o777), (0o750, 0o660));
+        assert_eq!((dir.gid(), sock.gid()), (gid, gid));
     }
 
     #[tokio::test]
     async fn refuses_a_directory_others_can_write() {
         let tmp = tempfile::tempdir().unwrap();
         fs::set_permissions(tmp.path(), Permissions::from_mode(0o777)).unwrap();
-        let err = bind(&tmp.path().join("s.sock")).unwrap_err();
+        let err = bind(&tmp.path().join("s.sock"), None).unwrap_err();
         assert!(
             err.to_string().contains("writable by group or others"),
             "{err}"
@@ -140,9 +166,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("s.sock");
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        assert!(bind(&path).is_ok());
+        assert!(bind(&path, None).is_ok());
         let file = tmp.path().join("file");
         fs::write(&file, b"x").unwrap();
-        assert!(matches!(bind(&file), Err(SocketError::NotASocket(_))));
+        assert!(matches!(bind(&file, None), Err(SocketError::NotASocket(_))));
     }
 }

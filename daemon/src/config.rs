@@ -1,0 +1,373 @@
+//! The configuration file (`keywardd --config PATH`, TOML), validated once at start and again
+//! on every SIGHUP. An absent file means built-in defaults; every mistake is one clear error.
+//!
+//! ```toml
+//! [daemon]                         # read at start only
+//! socket = "/run/keyward/keyward.sock"
+//! socket_group = "keyward"         # socket 0660 and its directory 0750, owned by this group
+//! keystore = "/var/lib/keyward"
+//! audit_log = "/var/log/keyward/audit.jsonl"
+//! audit_payloads = false
+//! audit_required = false
+//! admin_uids = [0]                 # besides the daemon's own uid
+//! admin_gids = []
+//! idle_lock_secs = 0
+//! max_unlock_secs = 0
+//!
+//! [defaults]                       # reloaded on SIGHUP: policy for keys without a table
+//! allow_uids = []                  # the daemon's own uid is always allowed
+//! allow_gids = []
+//!
+//! [keys."binance-main"]            # reloaded on SIGHUP
+//! allow_uids = [1001]              # user names are accepted too
+//! allow_gids = ["bots"]
+//! rate_per_sec = 20
+//! burst = 40
+//! timestamp_window_ms = 5000
+//! deny_params = ["address"]
+//! max_payload_bytes = 16384
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::policy::{KeyPolicy, Policy, RateLimit};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// A uid or gid, written as a number or a name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Principal {
+    Id(u32),
+    Name(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFormat {
+    #[serde(default)]
+    daemon: DaemonSection,
+    #[serde(default)]
+    defaults: PolicySection,
+    #[serde(default)]
+    keys: BTreeMap<String, PolicySection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaemonSection {
+    socket: Option<PathBuf>,
+    socket_group: Option<Principal>,
+    keystore: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
+    #[serde(default)]
+    audit_payloads: bool,
+    #[serde(default)]
+    audit_required: bool,
+    admin_uids: Option<Vec<Principal>>,
+    #[serde(default)]
+    admin_gids: Vec<Principal>,
+    idle_lock_secs: Option<u64>,
+    max_unlock_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySection {
+    #[serde(default)]
+    allow_uids: Vec<Principal>,
+    #[serde(default)]
+    allow_gids: Vec<Principal>,
+    rate_per_sec: Option<f64>,
+    burst: Option<u32>,
+    timestamp_window_ms: Option<u64>,
+    #[serde(default)]
+    deny_params: Vec<String>,
+    max_payload_bytes: Option<usize>,
+}
+
+/// The `[daemon]` section, resolved. Read at start only; flags override it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DaemonConfig {
+    pub(crate) socket: Option<PathBuf>,
+    pub(crate) socket_gid: Option<u32>,
+    pub(crate) keystore: Option<PathBuf>,
+    pub(crate) audit_log: Option<PathBuf>,
+    pub(crate) audit_payloads: bool,
+    pub(crate) audit_required: bool,
+    pub(crate) idle_lock_secs: Option<u64>,
+    pub(crate) max_unlock_secs: Option<u64>,
+}
+
+/// A whole configuration: the start-time part and the reloadable policy.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) daemon: DaemonConfig,
+    pub(crate) policy: Policy,
+}
+
+/// `$XDG_CONFIG_HOME/keyward/keywardd.toml`, else `~/.config/keyward/keywardd.toml`.
+/// (The system service passes `--config /etc/keyward/keywardd.toml`.)
+pub(crate) fn default_path() -> Option<PathBuf> {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    non_empty("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| non_empty("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .map(|dir| dir.join("keyward").join("keywardd.toml"))
+}
+
+/// Loads and validates the file at `path`. A missing file is the built-in defaults only when
+/// `must_exist` is false (the default path); a path given on the command line must exist.
+pub(crate) fn load(path: &Path, must_exist: bool) -> Result<Config, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !must_exist => String::new(),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    parse(&text).map_err(|message| ConfigError::Invalid {
+        path: path.to_owned(),
+        message,
+    })
+}
+
+/// Parses and resolves a configuration; the error is one line.
+pub(crate) fn parse(text: &str) -> Result<Config, String> {
+    let file: FileFormat = toml::from_str(text).map_err(|err| {
+        // toml's message spans several lines (with a caret diagram); keep the first line
+        // and the position.
+        let first = err
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_owned();
+        match err.span() {
+            Some(span) => {
+                let line = text
+                    .get(..span.start)
+                    .map_or(0, |before| before.lines().count().max(1));
+                format!("line {line}: {first}")
+            }
+            None => first,
+        }
+    })?;
+    let daemon = DaemonConfig {
+        socket: file.daemon.socket,
+        socket_gid: file
+            .daemon
+            .socket_group
+            .as_ref()
+            .map(|g| resolve_gid(g, "daemon.socket_group"))
+            .transpose()?,
+        keystore: file.daemon.keystore,
+        audit_log: file.daemon.audit_log,
+        audit_payloads: file.daemon.audit_payloads,
+        audit_required: file.daemon.audit_required,
+        idle_lock_secs: file.daemon.idle_lock_secs,
+        max_unlock_secs: file.daemon.max_unlock_secs,
+    };
+    if daemon.audit_required && daemon.audit_log.is_none() {
+        return Err("daemon.audit_required is set but daemon.audit_log is not".into());
+    }
+    // Root administers by default, as it could anyway; `admin_uids = []` turns that off.
+    let admin_uids = match &file.daemon.admin_uids {
+        Some(list) => resolve_uids(list, "daemon.admin_uids")?,
+        None => BTreeSet::from([0]),
+    };
+    let admin_gids = resolve_gids(&file.daemon.admin_gids, "daemon.admin_gids")?;
+    let defaults = resolve_policy(&file.defaults, "defaults")?;
+    let mut keys = BTreeMap::new();
+    for (name, section) in &file.keys {
+        keyward_protocol::validate_key_name(name)
+            .map_err(|err| format!("[keys.{name:?}]: {err}"))?;
+        keys.insert(
+            name.clone(),
+            resolve_policy(section, &format!("keys.{name}"))?,
+        );
+    }
+    Ok(Config {
+        daemon,
+        policy: Policy {
+            admin_uids,
+            admin_gids,
+            defaults,
+            keys,
+        },
+    })
+}
+
+fn resolve_policy(section: &PolicySection, at: &str) -> Result<KeyPolicy, String> {
+    let rate = match (section.rate_per_sec, section.burst) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(format!("{at}.burst needs {at}.rate_per_sec")),
+        (Some(rate), burst) => {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(format!(
+                    "{at}.rate_per_sec must be a positive number, not {rate}"
+                ));
+            }
+            // Default burst: one second's worth (at least one request).
+            let burst = burst.unwrap_or_else(|| rate.ceil().max(1.0) as u32);
+            if burst == 0 {
+                return Err(format!("{at}.burst must be at least 1"));
+            }
+            Some(RateLimit {
+                per_sec: rate,
+                burst,
+            })
+        }
+    };
+    if section.timestamp_window_ms == Some(0) {
+        return Err(format!(
+            "{at}.timestamp_window_ms must be positive (omit it to not check timestamps)"
+        ));
+    }
+    if section.max_payload_bytes == Some(0) {
+        return Err(format!("{at}.max_payload_bytes must be positive"));
+    }
+    for param in &section.deny_params {
+        if param.is_empty() || param.contains(['&', '=']) {
+            return Err(format!(
+                "{at}.deny_params: {param:?} is not a parameter name"
+            ));
+        }
+    }
+    Ok(KeyPolicy {
+        allow_uids: resolve_uids(&section.allow_uids, &format!("{at}.allow_uids"))?,
+        allow_gids: resolve_gids(&section.allow_gids, &format!("{at}.allow_gids"))?,
+        rate,
+        timestamp_window_ms: section.timestamp_window_ms,
+        deny_params: section
+            .deny_params
+            .iter()
+            .map(|p| p.to_ascii_lowercase())
+            .collect(),
+        max_payload_bytes: section.max_payload_bytes,
+    })
+}
+
+fn resolve_uids(list: &[Principal], at: &str) -> Result<BTreeSet<u32>, String> {
+    list.iter()
+        .map(|principal| match principal {
+            Principal::Id(uid) => Ok(*uid),
+            Principal::Name(name) => match nix::unistd::User::from_name(name) {
+                Ok(Some(user)) => Ok(user.uid.as_raw()),
+                Ok(None) => Err(format!("{at}: unknown user {name:?}")),
+                Err(err) => Err(format!("{at}: cannot look up user {name:?}: {err}")),
+            },
+        })
+        .collect()
+}
+
+fn resolve_gid(principal: &Principal, at: &str) -> Result<u32, String> {
+    match principal {
+        Principal::Id(gid) => Ok(*gid),
+        Principal::Name(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(group)) => Ok(group.gid.as_raw()),
+            Ok(None) => Err(format!("{at}: unknown group {name:?}")),
+            Err(err) => Err(format!("{at}: cannot look up group {name:?}: {err}")),
+        },
+    }
+}
+
+fn resolve_gids(list: &[Principal], at: &str) -> Result<BTreeSet<u32>, String> {
+    list.iter()
+        .map(|principal| resolve_gid(principal, at))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.policy.admin_uids, BTreeSet::from([0]));
+        assert!(config.policy.keys.is_empty());
+        assert!(config.daemon.socket.is_none());
+    }
+
+    #[test]
+    fn the_issue_example_parses_with_names_resolved() {
+        let config = parse(
+            r#"
+            [daemon]
+            socket = "/run/keyward/keyward.sock"
+            socket_group = "root"
+            admin_uids = [0]
+            [defaults]
+            allow_uids = []
+            [keys."binance-main"]
+            allow_uids = [1001, "root"]
+            allow_gids = ["root"]
+            rate_per_sec = 20
+            burst = 40
+            timestamp_window_ms = 5000
+            deny_params = ["Address"]
+            max_payload_bytes = 16384
+            "#,
+        )
+        .unwrap();
+        let key = &config.policy.keys["binance-main"];
+        assert_eq!(key.allow_uids, BTreeSet::from([0, 1001]));
+        assert_eq!(key.allow_gids, BTreeSet::from([0]));
+        assert_eq!(
+            key.rate,
+            Some(RateLimit {
+                per_sec: 20.0,
+                burst: 40
+            })
+        );
+        assert_eq!(key.deny_params, vec!["address".to_owned()]);
+        assert_eq!(config.daemon.socket_gid, Some(0));
+    }
+
+    #[test]
+    fn each_mistake_is_one_clear_line() {
+        let cases = [
+            ("[daemon]\nsocket_path = 1", "unknown field `socket_path`"),
+            (
+                "[keys.k]\nrate_per_sec = -1",
+                "keys.k.rate_per_sec must be a positive number",
+            ),
+            (
+                "[keys.k]\nallow_uids = [\"no-such-user-here\"]",
+                "unknown user \"no-such-user-here\"",
+            ),
+            (
+                "[keys.k]\nallow_gids = [\"no-such-group-here\"]",
+                "unknown group \"no-such-group-here\"",
+            ),
+            (
+                "[keys.k]\nburst = 3",
+                "keys.k.burst needs keys.k.rate_per_sec",
+            ),
+            ("[keys.\"../x\"]\n", "invalid key name"),
+            ("[daemon]\naudit_required = true", "audit_log is not"),
+            ("[daemon\n", "line 1"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(expected), "{text:?} gave {err:?}");
+            assert!(!err.contains('\n'), "{err:?} spans lines");
+        }
+    }
+}
