@@ -37,10 +37,16 @@ fn daemon_program() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("keywardd"))
 }
 
-fn start_daemon(socket: &Path) -> anyhow::Result<(DemoDaemon, Client)> {
+fn start_daemon(dir: &Path, socket: &Path) -> anyhow::Result<(DemoDaemon, Client)> {
     let program = daemon_program();
+    // An empty config of its own: the user's keywardd.toml (policy, audit log) is not the
+    // demo's business.
+    let config = dir.join("keywardd.toml");
+    std::fs::write(&config, "").context("cannot write the demo's config")?;
     let child = Command::new(&program)
         .arg("--ephemeral")
+        .arg("--config")
+        .arg(&config)
         .arg("--socket")
         .arg(socket)
         .env("KEYWARD_LOG", "warn")
@@ -71,7 +77,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         .tempdir()
         .context("cannot create a temporary directory")?;
     let socket = dir.path().join("run").join("keyward.sock");
-    let (_daemon, mut client) = start_daemon(&socket)?;
+    let (_daemon, mut client) = start_daemon(dir.path(), &socket)?;
     println!("started a throwaway keywardd on {}", socket.display());
 
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();

@@ -45,15 +45,21 @@ pub(crate) enum SecretFormat {
     Hex,
 }
 
+impl ImportArgs {
+    /// Usage mistakes clap cannot see, checked before connecting to the daemon.
+    pub(crate) fn validate(&self) -> Result<(), UsageError> {
+        if self.secret_format.is_some() && !self.scheme.is_some_and(Scheme::is_hmac) {
+            return Err(UsageError(
+                "--secret-format applies to HMAC secrets only (--scheme hmac-sha256 or hmac-sha512)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn import(client: &mut Client, args: ImportArgs) -> anyhow::Result<()> {
     let hmac = args.scheme.is_some_and(Scheme::is_hmac);
-    if args.secret_format.is_some() && !hmac {
-        return Err(UsageError(
-            "--secret-format applies to HMAC secrets only (--scheme hmac-sha256 or hmac-sha512)"
-                .into(),
-        )
-        .into());
-    }
     let raw = read_secret_file(&args.file)?;
     let material = if hmac {
         decode_secret(&raw, args.secret_format.unwrap_or(SecretFormat::Text))

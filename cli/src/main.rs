@@ -126,7 +126,19 @@ pub(crate) fn parse_scheme(s: &str) -> Result<Scheme, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => err.exit(), // --help, --version
+        Err(err) => {
+            // clap's message is several lines (usage, hints); keep the first, as every other
+            // error is one line.
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid usage");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let _ = writeln!(std::io::stderr(), "keyward: {first} (see `keyward --help`)");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
@@ -162,7 +174,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lock => keystore::lock(&mut connect(socket)?),
         Command::Status { json } => keystore::status(&mut connect(socket)?, json),
         Command::Passwd(args) => keystore::passwd(&mut connect(socket)?, &args),
-        Command::Import(args) => keys::import(&mut connect(socket)?, args),
+        Command::Import(args) => {
+            args.validate()?;
+            keys::import(&mut connect(socket)?, args)
+        }
         Command::Generate {
             name,
             scheme,

@@ -105,8 +105,14 @@ fn authorize(daemon: &Daemon, peer: &Peer, request: &Request) -> Result<(), Fail
         ));
     }
     match request {
-        Request::Sign { key, .. } | Request::SignBatch { key, .. } | Request::PublicKey { key }
+        Request::Sign { key, .. } | Request::SignBatch { key, .. }
             if !policy.may_use(key, peer, daemon.uid) =>
+        {
+            denied(format!("uid {} may not use key {key:?}", peer.uid))
+        }
+        // Public information: a key's users, and admins (who added it), may read it.
+        Request::PublicKey { key }
+            if !policy.may_use(key, peer, daemon.uid) && !policy.is_admin(peer, daemon.uid) =>
         {
             denied(format!("uid {} may not use key {key:?}", peer.uid))
         }
@@ -198,13 +204,14 @@ async fn dispatch(
             Ok(Response::Signatures { scheme, signatures })
         }
         Request::List => {
-            // A peer sees only the keys it may use.
+            // A peer sees only the keys it may use; admins see every key.
             let policy = daemon.policy();
+            let admin = policy.is_admin(peer, daemon.uid);
             let keys = daemon.keyring.list()?;
             Ok(Response::Keys {
                 keys: keys
                     .into_iter()
-                    .filter(|key| policy.may_use(&key.name, peer, daemon.uid))
+                    .filter(|key| admin || policy.may_use(&key.name, peer, daemon.uid))
                     .collect(),
             })
         }

@@ -25,7 +25,7 @@ pub(crate) enum MemoryLock {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HardenError {
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Sys {
         what: &'static str,
         source: nix::Error,

@@ -148,7 +148,7 @@ pub(crate) struct LoadedKeys {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub(crate) enum KeystoreError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: io::Error },
     #[error("the keystore is not initialized (run `keyward init`)")]
     NotInitialized,

@@ -10,9 +10,11 @@ use tokio::net::UnixListener;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SocketError {
-    #[error("socket path {0} has no parent directory")]
+    #[error(
+        "socket path {0} must be inside a directory of its own (e.g. $XDG_RUNTIME_DIR/keyward/keyward.sock): keywardd sets that directory's permissions"
+    )]
     NoParent(PathBuf),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: io::Error },
     #[error("refusing socket directory {path}: {reason}")]
     UnsafeDirectory { path: PathBuf, reason: String },

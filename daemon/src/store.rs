@@ -63,7 +63,13 @@ impl From<KeystoreError> for Failure {
                 ErrorCode::Internal
             }
         };
-        Failure::new(code, err.to_string())
+        // The I/O variant keeps the OS reason as its source (for `{:#}` chains); a client
+        // gets one line with both.
+        let message = match &err {
+            KeystoreError::Io { source, .. } => format!("{err}: {source}"),
+            _ => err.to_string(),
+        };
+        Failure::new(code, message)
     }
 }
 

@@ -1,1 +1,532 @@
-//! placeholder
+//! End-to-end test harness for keyward: the real `keywardd` and `keyward` binaries, a socket
+//! in a temporary directory, and signature checks by implementations that share no code with
+//! keyward (Python's `cryptography` via `tests/python/verify.py`, and the OpenSSL CLI).
+//!
+//! - [`Daemon::start`] spawns `keywardd --ephemeral --socket <tmp>/run/keyward.sock`, waits
+//!   until a client can connect, and stops it with SIGTERM when dropped. Dropping it also
+//!   checks that the daemon did not die during the test, shut down with status 0, and never
+//!   logged a panic (a panicking connection task is otherwise invisible: tokio turns it into
+//!   a closed connection).
+//! - [`Daemon::keyward`] runs the `keyward` CLI against that daemon and returns an [`Output`].
+//! - [`verify`] checks signatures with Python and OpenSSL; [`raw`] speaks the wire protocol
+//!   byte by byte, to send what a well-behaved client never would.
+//!
+//! The binaries are found next to the test executable (`target/<profile>/`), or in
+//! `$KEYWARD_BIN_DIR`. `cargo test --workspace` builds them, because the daemon and CLI
+//! packages have integration tests of their own.
+#![deny(missing_docs)]
+// A harness failure is a test failure: panicking with a clear message is the right outcome,
+// and `Result`s here would only be unwrapped by every caller.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use keyward_client::{Client, ErrorCode};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+pub mod raw;
+pub mod verify;
+
+/// Environment variables that would make a daemon under test depend on the machine it runs
+/// on: where its config, keystore and default socket are, and systemd's hand-offs.
+const FOREIGN_ENV: [&str; 10] = [
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_RUNTIME_DIR",
+    "KEYWARD_SOCK",
+    "CREDENTIALS_DIRECTORY",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+];
+
+/// How long a daemon may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a daemon may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A fresh temporary directory, removed when dropped.
+fn temp_dir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("keyward-test-")
+        .tempdir()
+        .expect("cannot create a temporary directory")
+}
+
+/// The directory holding `keywardd` and `keyward`: `$KEYWARD_BIN_DIR`, else the directory
+/// above the running test executable (`target/debug/deps/x` → `target/debug/`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KEYWARD_BIN_DIR").filter(|dir| !dir.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("cannot find the test executable");
+    let mut dir = exe.parent().expect("test executable has no directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("deps directory has no parent");
+    }
+    dir.to_path_buf()
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} not found; run `cargo test --workspace`, which builds keywardd and keyward \
+         (or set KEYWARD_BIN_DIR to the directory holding them)",
+        path.display()
+    );
+    path
+}
+
+/// Path of the `keywardd` binary under test.
+pub fn keywardd_bin() -> PathBuf {
+    binary("keywardd")
+}
+
+/// Path of the `keyward` CLI binary under test.
+pub fn keyward_bin() -> PathBuf {
+    binary("keyward")
+}
+
+/// True when the tests run as root (as they do in CI); some tests need it to switch uid.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// What a finished command did.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code; `None` if it was killed by a signal.
+    pub code: Option<i32>,
+    /// Everything it wrote to stdout, byte for byte.
+    pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr (lossily decoded).
+    pub stderr: String,
+}
+
+impl Output {
+    /// Stdout as text; panics if it is not UTF-8.
+    pub fn stdout_text(&self) -> &str {
+        std::str::from_utf8(&self.stdout).expect("stdout is not UTF-8")
+    }
+
+    /// Asserts the command exited 0 and returns itself.
+    #[track_caller]
+    pub fn success(&self) -> &Self {
+        assert_eq!(self.code, Some(0), "command failed: {self:#?}");
+        self
+    }
+
+    /// Asserts the command exited with `code`, printed exactly one line on stderr and did not
+    /// panic; returns that line (without its newline).
+    #[track_caller]
+    pub fn error_line(&self, code: i32) -> &str {
+        assert_eq!(self.code, Some(code), "wrong exit code: {self:#?}");
+        assert!(
+            !self.stderr.contains("panicked"),
+            "the command panicked: {self:#?}"
+        );
+        let line = self
+            .stderr
+            .strip_suffix('\n')
+            .unwrap_or_else(|| panic!("stderr does not end with a newline: {self:#?}"));
+        assert!(
+            !line.is_empty() && !line.contains('\n'),
+            "stderr is not exactly one line: {self:#?}"
+        );
+        line
+    }
+}
+
+/// Runs `command` to completion, feeding it `stdin` (or /dev/null when `None`).
+pub fn run(command: &mut Command, stdin: Option<&[u8]>) -> Output {
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        let bytes = bytes.to_vec();
+        // Written from a thread so a child that prints before reading cannot deadlock us.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&bytes);
+        });
+    }
+    let out = child.wait_with_output().expect("cannot wait for a command");
+    Output {
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs the `keyward` CLI with exactly `args` (no `--socket` added) and no stdin.
+pub fn keyward<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(
+        Command::new(keyward_bin())
+            .args(args)
+            .env_remove("KEYWARD_SOCK"),
+        None,
+    )
+}
+
+/// A running `keywardd --ephemeral` on a socket in its own temporary directory.
+///
+/// Dropping it sends SIGTERM and waits; unless the test is already failing, it then asserts
+/// that the daemon had not died on its own, exited 0, and logged no panic.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    dir: TempDir,
+    socket: PathBuf,
+    log: PathBuf,
+    stopped: bool,
+}
+
+impl Daemon {
+    /// Starts `keywardd --ephemeral --socket <tmp>/run/keyward.sock` plus `args`, and waits
+    /// until a client completes the handshake. Panics with the daemon's stderr if it exits
+    /// first or does not listen within 10 s.
+    pub fn start(args: &[&str]) -> Daemon {
+        let dir = temp_dir();
+        let socket = dir.path().join("run").join("keyward.sock");
+        let home = dir.path().to_path_buf();
+        Daemon::spawn(Command::new(keywardd_bin()), dir, &home, socket, args)
+    }
+
+    /// Like [`Daemon::start`], with `KEYWARD_LOG` set to `filter` (e.g. `trace`) instead
+    /// of `info`.
+    pub fn start_logging(filter: &str, args: &[&str]) -> Daemon {
+        let dir = temp_dir();
+        let socket = dir.path().join("run").join("keyward.sock");
+        let mut command = Command::new(keywardd_bin());
+        command.env("KEYWARD_LOG", filter);
+        let home = dir.path().to_path_buf();
+        Daemon::spawn(command, dir, &home, socket, args)
+    }
+
+    /// Like [`Daemon::start`], but the daemon runs as `uid` (and gid `uid`, no supplementary
+    /// groups) through `setpriv`, from a copy of `keywardd` in the temporary directory, with
+    /// its socket under a directory that `uid` owns. Needs root.
+    pub fn start_as(uid: u32, args: &[&str]) -> Daemon {
+        let dir = temp_dir();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
+            .expect("cannot open up the temporary directory");
+        let program = dir.path().join("keywardd");
+        fs::copy(keywardd_bin(), &program).expect("cannot copy keywardd");
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755))
+            .expect("cannot make the keywardd copy executable");
+        let home = dir.path().join("home");
+        fs::create_dir(&home).expect("cannot create the daemon's directory");
+        std::os::unix::fs::chown(&home, Some(uid), Some(uid))
+            .expect("cannot chown the daemon's directory (not root?)");
+        let mut command = Command::new("setpriv");
+        command
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .arg("--clear-groups")
+            .arg(program);
+        let socket = home.join("run").join("keyward.sock");
+        Daemon::spawn(command, dir, &home, socket, args)
+    }
+
+    /// Spawns the daemon with `home` as its `$HOME`, so that nothing of the machine's own
+    /// setup (a config file in ~/.config, XDG directories, systemd's variables) leaks in.
+    fn spawn(
+        mut command: Command,
+        dir: TempDir,
+        home: &Path,
+        socket: PathBuf,
+        args: &[&str],
+    ) -> Daemon {
+        let log = dir.path().join("keywardd.log");
+        let has_filter = command.get_envs().any(|(key, _)| key == "KEYWARD_LOG");
+        if !has_filter {
+            command.env("KEYWARD_LOG", "info");
+        }
+        command.env("HOME", home);
+        for variable in FOREIGN_ENV {
+            command.env_remove(variable);
+        }
+        let child = command
+            .arg("--ephemeral")
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("cannot create the daemon log"))
+            .spawn()
+            .expect("cannot start keywardd");
+        let mut daemon = Daemon {
+            child,
+            dir,
+            socket,
+            log,
+            stopped: false,
+        };
+        daemon.wait_until_serving();
+        daemon
+    }
+
+    fn wait_until_serving(&mut self) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("cannot poll keywardd") {
+                self.stopped = true;
+                panic!(
+                    "keywardd exited at start ({status}); its stderr:\n{}",
+                    self.log()
+                );
+            }
+            match Client::connect(&self.socket) {
+                Ok(_) => return,
+                // It answered, if only to refuse us: it is up.
+                Err(err) if err.code() == Some(ErrorCode::Denied) => return,
+                Err(err) if started.elapsed() > START_TIMEOUT => panic!(
+                    "keywardd did not serve {} within {START_TIMEOUT:?} ({err}); its stderr:\n{}",
+                    self.socket.display(),
+                    self.log()
+                ),
+                Err(_) => sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// The daemon's socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The test's temporary directory (the socket is in its `run/` subdirectory).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Everything the daemon has logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A new client connection, handshake done.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket).unwrap_or_else(|err| {
+            panic!(
+                "cannot connect to keywardd: {err}; its stderr:\n{}",
+                self.log()
+            )
+        })
+    }
+
+    /// Asserts the daemon process is still running.
+    #[track_caller]
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("cannot poll keywardd") {
+            self.stopped = true;
+            panic!("keywardd exited ({status}); its stderr:\n{}", self.log());
+        }
+    }
+
+    /// Writes `bytes` to the file `name` in the temporary directory and returns its path.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir().join(name);
+        fs::write(&path, bytes).expect("cannot write a test file");
+        path
+    }
+
+    /// Runs `keyward --socket <socket> ARGS` with no stdin.
+    pub fn keyward<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run(&mut self.keyward_command(args), None)
+    }
+
+    /// Runs `keyward --socket <socket> ARGS` with `stdin` as its standard input.
+    pub fn keyward_stdin<I, S>(&self, args: I, stdin: &[u8]) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run(&mut self.keyward_command(args), Some(stdin))
+    }
+
+    /// The command `keyward --socket <socket> ARGS`.
+    fn keyward_command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = Command::new(keyward_bin());
+        command
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("KEYWARD_SOCK");
+        command
+    }
+
+    /// Generates a key in the daemon with `keyward generate NAME --scheme KIND`, and returns
+    /// the path of a file holding the public key PEM it printed. Asserts that `keyward pubkey
+    /// NAME` prints the same PEM.
+    pub fn generate(&self, name: &str, kind: &str) -> PathBuf {
+        let out = self.keyward(["generate", name, "--scheme", kind]);
+        out.success();
+        let pem = out.stdout_text();
+        assert!(
+            pem.starts_with("-----BEGIN PUBLIC KEY-----\n")
+                && pem.ends_with("-----END PUBLIC KEY-----\n"),
+            "generate did not print an SPKI PEM: {out:#?}"
+        );
+        let again = self.keyward(["pubkey", name]);
+        again.success();
+        assert_eq!(
+            again.stdout_text(),
+            pem,
+            "`pubkey` and `generate` disagree on the public key"
+        );
+        self.write(&format!("{name}.pub.pem"), pem.as_bytes())
+    }
+
+    /// Imports the file `key` with `keyward import NAME --file KEY EXTRA...` and asserts it
+    /// succeeded.
+    pub fn import(&self, name: &str, key: &Path, extra: &[&str]) {
+        let mut args: Vec<&OsStr> = vec!["import".as_ref(), name.as_ref(), "--file".as_ref()];
+        args.push(key.as_os_str());
+        args.extend(extra.iter().map(OsStr::new));
+        self.keyward(args).success();
+    }
+
+    /// Signs `payload` with `keyward sign NAME` (payload on stdin) and the given extra
+    /// arguments (e.g. `["--encoding", "raw"]`); asserts success and returns stdout.
+    pub fn sign(&self, name: &str, payload: &[u8], extra: &[&str]) -> Vec<u8> {
+        let mut args = vec!["sign", name];
+        args.extend_from_slice(extra);
+        let out = self.keyward_stdin(args, payload);
+        out.success();
+        out.stdout
+    }
+
+    /// Opens the temporary directory, the socket's directory and the socket to everyone
+    /// (0755, 0777, 0777), so that only the daemon's peer-credential check stands between
+    /// another user and the daemon.
+    pub fn open_permissions_to_everyone(&self) {
+        let set = |path: &Path, mode: u32| {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .unwrap_or_else(|err| panic!("chmod {mode:o} {}: {err}", path.display()));
+        };
+        set(self.dir(), 0o755);
+        set(self.socket.parent().expect("socket has a directory"), 0o777);
+        set(&self.socket, 0o777);
+    }
+
+    /// Sends SIGTERM and waits for the daemon to exit (SIGKILL after 15 s). The temporary
+    /// directory stays until the `Daemon` is dropped, so a test can look at what is left.
+    pub fn stop(&mut self) -> ExitStatus {
+        let status = self.terminate();
+        self.stopped = true;
+        status
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        if let Some(status) = self.child.try_wait().expect("cannot poll keywardd") {
+            return status;
+        }
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits in i32"));
+        let _ = kill(pid, Signal::SIGTERM);
+        let asked = Instant::now();
+        while asked.elapsed() < STOP_TIMEOUT {
+            if let Some(status) = self.child.try_wait().expect("cannot poll keywardd") {
+                return status;
+            }
+            sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let status = self.child.wait().expect("cannot wait for keywardd");
+        if !std::thread::panicking() {
+            panic!(
+                "keywardd did not exit within {STOP_TIMEOUT:?} of SIGTERM; its stderr:\n{}",
+                self.log()
+            );
+        }
+        status
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let died_early = self.child.try_wait().ok().flatten();
+        let status = self.terminate();
+        if std::thread::panicking() {
+            return;
+        }
+        let log = self.log();
+        if let Some(early) = died_early {
+            panic!("keywardd died during the test ({early}); its stderr:\n{log}");
+        }
+        assert!(
+            status.success(),
+            "keywardd exited with {status} after SIGTERM; its stderr:\n{log}"
+        );
+        assert!(
+            !log.contains("panicked"),
+            "keywardd logged a panic; its stderr:\n{log}"
+        );
+        assert!(
+            !self.socket.exists(),
+            "keywardd left its socket behind after SIGTERM"
+        );
+    }
+}
+
+/// `n` bytes of a fixed pseudo-random pattern (xorshift32), in which every byte value
+/// occurs once `n` is a few thousand.
+pub fn pattern(n: usize) -> Vec<u8> {
+    let mut state: u32 = 0x9E37_79B9;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_be_bytes()[0]
+        })
+        .collect()
+}
+
+/// Runs `openssl ARGS` and returns its stdout; panics with its stderr if it fails.
+pub fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = run(Command::new("openssl").args(args), None);
+    assert_eq!(out.code, Some(0), "openssl {args:?} failed: {out:#?}");
+    out.stdout
+}
+
+/// Reads a whole file; panics with its path if it cannot.
+pub fn read(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
+}

@@ -1,0 +1,215 @@
+//! The daemon serves its own uid (and root) only, by the kernel's word (SO_PEERCRED), not by
+//! file permissions: with the directory and socket opened to everyone, another uid still
+//! gets "denied".
+// Helpers outside #[test] functions may unwrap too: a panic there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use keyward_tests::{Daemon, Output, is_root, keyward_bin, run};
+
+/// `nobody` on Debian; any uid other than the daemon's (root) will do.
+const OTHER_UID: &str = "65534";
+
+/// Skips (returns false) when not root: only root can run a client as another uid.
+fn can_switch_uid(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!(
+        "SKIPPED {test}: it needs root to run a client as uid {OTHER_UID} with setpriv \
+         (CI runs the tests as root)"
+    );
+    false
+}
+
+/// A copy of `keyward` in the test's directory, where uid 65534 can reach and run it (the
+/// build tree may be in a directory it cannot enter).
+fn keyward_for_everyone(daemon: &Daemon) -> PathBuf {
+    let copy = daemon.dir().join("keyward");
+    fs::copy(keyward_bin(), &copy).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    copy
+}
+
+/// Runs `keyward --socket SOCKET ARGS` as uid/gid 65534 with no supplementary groups.
+fn keyward_as_other_uid(keyward: &Path, socket: &Path, args: &[&str]) -> Output {
+    let uid = format!("--reuid={OTHER_UID}");
+    let gid = format!("--regid={OTHER_UID}");
+    run(
+        Command::new("setpriv")
+            .args([uid.as_str(), gid.as_str(), "--clear-groups"])
+            .arg(keyward)
+            .arg("--socket")
+            .arg(socket)
+            .args(args)
+            .env_remove("KEYWARD_SOCK"),
+        None,
+    )
+}
+
+#[test]
+fn a_client_of_another_uid_is_denied_even_with_the_socket_opened_to_everyone() {
+    if !can_switch_uid("a_client_of_another_uid_is_denied_even_with_the_socket_opened_to_everyone")
+    {
+        return;
+    }
+    let mut daemon = Daemon::start(&[]);
+    let public = daemon.generate("ed", "ed25519");
+    let secret = daemon.write("hmac.secret", b"another-uid-must-not-use-this-secret");
+    daemon.import("h", &secret, &["--scheme", "hmac-sha256"]);
+    let keyward = keyward_for_everyone(&daemon);
+    daemon.open_permissions_to_everyone();
+
+    // `list`, `sign` (argument and stdin forms), `pubkey`, and an admin request.
+    for args in [
+        &["list"][..],
+        &["sign", "ed", "symbol=BTCUSDT&timestamp=1"],
+        &["sign", "h", "symbol=BTCUSDT&timestamp=1"],
+        &["pubkey", "ed"],
+        &["remove", "ed"],
+        &["generate", "mine", "--scheme", "ed25519"],
+    ] {
+        let out = keyward_as_other_uid(&keyward, daemon.socket(), args);
+        // 4 is "denied": the connection was made (so file permissions let it through) and
+        // the daemon refused it. 3 would mean it never reached the daemon.
+        let line = out.error_line(4);
+        assert!(
+            line.contains(OTHER_UID),
+            "the refusal should name the refused uid: {line}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?} printed something: {out:#?}"
+        );
+    }
+    assert!(
+        daemon
+            .log()
+            .contains("refused a connection from another user"),
+        "the daemon did not log the refusal:\n{}",
+        daemon.log()
+    );
+
+    // Its own uid is still served, and the other uid changed nothing.
+    daemon.assert_running();
+    let list = daemon.keyward(["list"]);
+    list.success();
+    assert!(list.stdout_text().contains("ed") && !list.stdout_text().contains("mine"));
+    let signature = daemon.sign("ed", b"symbol=BTCUSDT&timestamp=1", &["--encoding", "raw"]);
+    keyward_tests::verify::assert_python_verifies(&keyward_tests::verify::Check::new(
+        "ed25519",
+        &public,
+        b"symbol=BTCUSDT&timestamp=1",
+        &signature,
+    ));
+}
+
+#[test]
+fn a_raw_connection_from_another_uid_is_answered_denied_without_being_read() {
+    if !can_switch_uid("a_raw_connection_from_another_uid_is_answered_denied_without_being_read") {
+        return;
+    }
+    let mut daemon = Daemon::start(&[]);
+    daemon.generate("ed", "ed25519");
+    daemon.open_permissions_to_everyone();
+    // The other uid sends no Hello and holds the connection open: the daemon must still
+    // answer at once (it answers a refused peer without reading anything) and close.
+    let out = run(
+        Command::new("setpriv")
+            .args([
+                format!("--reuid={OTHER_UID}"),
+                format!("--regid={OTHER_UID}"),
+                "--clear-groups".into(),
+            ])
+            .arg("/usr/bin/timeout")
+            .arg("5")
+            .arg("/usr/bin/perl")
+            .arg("-e")
+            .arg(PERL_RAW_CLIENT)
+            .arg(daemon.socket()),
+        None,
+    );
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    let text = out.stdout_text();
+    // Response::Error is variant 6; ErrorCode::Denied is 7.
+    assert!(
+        text.starts_with("06 07 "),
+        "expected an Error/Denied frame body, got {text:?}"
+    );
+    assert!(
+        text.trim_end().ends_with("EOF"),
+        "the daemon did not close: {text:?}"
+    );
+    daemon.assert_running();
+    daemon.keyward(["list"]).success();
+}
+
+/// Connects to the socket in ARGV[0], sends nothing, prints the first response body as hex
+/// bytes, then "EOF" once the daemon closes. Perl, because it is on every Debian machine and
+/// readable by any uid (unlike a Python under /root/.pyenv).
+const PERL_RAW_CLIENT: &str = r#"
+use strict; use Socket;
+socket(my $s, PF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
+connect($s, pack_sockaddr_un($ARGV[0])) or die "connect: $!";
+my $n = sysread($s, my $header, 4); $n == 4 or die "short header";
+my $len = unpack("N", $header);
+my $body = ""; while (length($body) < $len) { sysread($s, my $chunk, $len - length($body)) or die "short body"; $body .= $chunk; }
+print join(" ", map { sprintf "%02x", $_ } unpack("C*", $body)), " ";
+my $more = sysread($s, my $rest, 1);
+print defined($more) && $more == 0 ? "EOF\n" : "MORE\n";
+"#;
+
+#[test]
+fn a_daemon_running_as_another_user_serves_that_user_lets_root_administer_and_refuses_others() {
+    if !can_switch_uid(
+        "a_daemon_running_as_another_user_serves_that_user_lets_root_administer_and_refuses_others",
+    ) {
+        return;
+    }
+    let daemon = Daemon::start_as(65534, &[]);
+    // Root may administer: it generates a key and gets its public key back.
+    let generated = daemon.keyward(["generate", "ed", "--scheme", "ed25519"]);
+    generated.success();
+    let public = daemon.write("ed.pub.pem", &generated.stdout);
+    let keyward = keyward_for_everyone(&daemon);
+    daemon.open_permissions_to_everyone();
+
+    // The daemon's own uid signs with it.
+    let payload = b"symbol=BTCUSDT&timestamp=2";
+    let as_uid = |uid: &str, args: &[&str], stdin: Option<&[u8]>| {
+        run(
+            Command::new("setpriv")
+                .arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .arg("--clear-groups")
+                .arg(&keyward)
+                .arg("--socket")
+                .arg(daemon.socket())
+                .args(args)
+                .env_remove("KEYWARD_SOCK"),
+            stdin,
+        )
+    };
+    let own = as_uid("65534", &["sign", "ed", "--encoding", "raw"], Some(payload));
+    own.success();
+    keyward_tests::verify::assert_python_verifies(&keyward_tests::verify::Check::new(
+        "ed25519",
+        &public,
+        payload,
+        &own.stdout,
+    ));
+    let pem = as_uid("65534", &["pubkey", "ed"], None);
+    pem.success();
+    assert_eq!(pem.stdout, generated.stdout);
+
+    // A third uid is refused, whatever the file permissions say.
+    let other = as_uid("65533", &["list"], None);
+    assert!(other.error_line(4).contains("65533"), "{other:#?}");
+    let other = as_uid("65533", &["sign", "ed", "x"], None);
+    other.error_line(4);
+    assert!(other.stdout.is_empty());
+}
