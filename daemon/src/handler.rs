@@ -14,7 +14,8 @@ use crate::import;
 use crate::keyring::Key;
 use crate::peer::Peer;
 use crate::policy::check_payload;
-use crate::signer::Signer;
+use crate::signer::{KeyError, Signer};
+use zeroize::Zeroizing;
 
 /// Answers one request (after the Hello handshake), and records the decision in the audit
 /// log. With `audit_required`, a signature whose record cannot be written is not released.
@@ -225,36 +226,18 @@ async fn dispatch(
             pem_passphrase,
             api_key,
         } => {
-            check_name(&name)?;
-            check_api_key(api_key.as_deref())?;
-            let _admin = daemon.admin().await;
-            ensure_absent(daemon, &name)?;
-            let imported = tokio::task::spawn_blocking(move || {
-                import::import(
-                    scheme,
-                    material.expose(),
-                    pem_passphrase.as_ref().map(|p| p.expose()),
-                )
+            add_key(daemon, name, api_key, move || {
+                let password = pem_passphrase.as_ref().map(|p| p.expose());
+                import::import(scheme, material.expose(), password)
+                    .map(|imported| (imported.signer, imported.secret))
             })
             .await
-            .map_err(|err| Failure::internal("import failed", &err))??;
-            add_key(daemon, name, imported.signer, imported.secret, api_key).await
         }
         Request::Generate {
             name,
             kind,
             api_key,
-        } => {
-            check_name(&name)?;
-            check_api_key(api_key.as_deref())?;
-            let _admin = daemon.admin().await;
-            ensure_absent(daemon, &name)?;
-            // RSA-4096 generation can take seconds: keep it off the reactor.
-            let (signer, secret) = tokio::task::spawn_blocking(move || Signer::generate(kind))
-                .await
-                .map_err(|err| Failure::internal("key generation failed", &err))??;
-            add_key(daemon, name, signer, secret, api_key).await
-        }
+        } => add_key(daemon, name, api_key, move || Signer::generate(kind)).await,
         Request::Remove { name } => {
             let _admin = daemon.admin().await;
             if !daemon.keyring.contains(&name)? {
@@ -322,14 +305,24 @@ fn ensure_absent(daemon: &Daemon, name: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Persists a new key (when there is a keystore) and then makes it usable.
+/// Adds a key made by `make` (which parses or generates it): checks the name, persists the
+/// key (when there is a keystore) and only then makes it usable, so a key acknowledged to
+/// the client is never lost.
 async fn add_key(
     daemon: &Arc<Daemon>,
     name: String,
-    signer: Signer,
-    secret: zeroize::Zeroizing<Vec<u8>>,
     api_key: Option<String>,
+    make: impl FnOnce() -> Result<(Signer, Zeroizing<Vec<u8>>), KeyError> + Send + 'static,
 ) -> Result<Response, Failure> {
+    check_name(&name)?;
+    check_api_key(api_key.as_deref())?;
+    let _admin = daemon.admin().await;
+    ensure_absent(daemon, &name)?;
+    // Parsing an RSA key costs milliseconds and generating an RSA-4096 key seconds: keep
+    // both off the reactor.
+    let (signer, secret) = tokio::task::spawn_blocking(make)
+        .await
+        .map_err(|err| Failure::internal("adding the key failed", &err))??;
     let key = Key::new(name, signer, api_key);
     daemon.store.persist(&key.info, secret).await?;
     let info: KeyInfo = daemon.keyring.insert(key)?;
