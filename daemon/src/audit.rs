@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,6 +77,17 @@ impl AuditLog {
             .create(true)
             .mode(0o600)
             .open(path)?;
+        // `mode` applies only when the file is created: tighten an existing regular file
+        // (never a device such as /dev/null).
+        let meta = file.metadata()?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "audit log {} was readable by others (mode {:o}); setting it to 0600",
+                path.display(),
+                meta.permissions().mode() & 0o7777
+            );
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         Ok(AuditLog {
             file: Some(Mutex::new(file)),
             payloads,

@@ -47,11 +47,38 @@ pub(crate) enum ConfigError {
 }
 
 /// A uid or gid, written as a number or a name.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 enum Principal {
     Id(u32),
     Name(String),
+}
+
+// Hand-written rather than `#[serde(untagged)]`, whose error ("data did not match any
+// variant") names neither the bad value nor what was expected.
+impl<'de> Deserialize<'de> for Principal {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Principal;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a uid/gid from 0 to 4294967295 or a user/group name")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Principal, E> {
+                u32::try_from(n)
+                    .map(Principal::Id)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Principal, E> {
+                u32::try_from(n)
+                    .map(Principal::Id)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Principal, E> {
+                Ok(Principal::Name(name.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,7 +189,7 @@ pub(crate) fn parse(text: &str) -> Result<Config, String> {
             Some(span) => {
                 let line = text
                     .get(..span.start)
-                    .map_or(0, |before| before.lines().count().max(1));
+                    .map_or(1, |before| before.matches('\n').count() + 1);
                 format!("line {line}: {first}")
             }
             None => first,
@@ -363,6 +390,11 @@ mod tests {
             ("[keys.\"../x\"]\n", "invalid key name"),
             ("[daemon]\naudit_required = true", "audit_log is not"),
             ("[daemon\n", "line 1"),
+            ("[daemon]\nsocket = \"/x\"\nsocket_groupp = 1", "line 3"),
+            (
+                "[keys.k]\nallow_uids = [1001, -1]",
+                "integer `-1`, expected a uid/gid",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err();

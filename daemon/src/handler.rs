@@ -170,8 +170,10 @@ async fn dispatch(
     match request {
         Request::Hello { .. } => Err(Failure::bad_request("Hello was already exchanged")),
         Request::Sign { key, payload } => {
+            // Looked up first, so rate-limit buckets exist only for real keys.
+            let key_entry = daemon.keyring.get(&key)?;
             enforce_key_policy(daemon, &key, &[&payload])?;
-            let key = daemon.keyring.get(&key)?;
+            let key = key_entry;
             daemon.touch();
             let (scheme, mut signatures) = sign_all(key, vec![payload]).await?;
             let signature = signatures
@@ -189,9 +191,10 @@ async fn dispatch(
                     ),
                 ));
             }
+            let key_entry = daemon.keyring.get(&key)?;
             let views: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
             enforce_key_policy(daemon, &key, &views)?;
-            let key = daemon.keyring.get(&key)?;
+            let key = key_entry;
             daemon.touch();
             let payloads = payloads
                 .into_iter()

@@ -13,9 +13,10 @@ pub(crate) struct Peer {
 
 impl Peer {
     /// Builds a peer from its credentials, reading its supplementary groups from
-    /// `/proc/PID/status` at connect time. (Linux has no socket option for a peer's groups in
-    /// the interfaces we use; the pid is the process that connected, read while the
-    /// connection is open.)
+    /// `/proc/PID/status` right after accept. Linux's `SO_PEERGROUPS` would give the groups
+    /// as of connect() without a pid to trust, but nix (our syscall wrapper) does not offer
+    /// it; reading /proc leaves a small window in which the connecting process could exit
+    /// and its pid be reused. The uid and primary gid come from `SO_PEERCRED` regardless.
     pub(crate) fn from_credentials(uid: u32, gid: u32, pid: Option<i32>) -> Peer {
         let mut groups = vec![gid];
         if let Some(pid) = pid {

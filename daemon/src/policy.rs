@@ -108,6 +108,9 @@ pub(crate) fn check_payload(policy: &KeyPolicy, payload: &[u8], now_ms: u64) -> 
     {
         return Err(format!("parameter {name:?} is not allowed for this key"));
     }
+    if let Some(name) = denied_name_anywhere(&policy.deny_params, payload) {
+        return Err(format!("parameter {name:?} is not allowed for this key"));
+    }
     if let Some(window) = policy.timestamp_window_ms {
         let mut stamps = params.iter().filter(|(name, _)| name == "timestamp");
         let (Some((_, value)), None) = (stamps.next(), stamps.next()) else {
@@ -117,7 +120,8 @@ pub(crate) fn check_payload(policy: &KeyPolicy, payload: &[u8], now_ms: u64) -> 
         };
         let stamp: u64 = value
             .parse()
-            .map_err(|_| format!("timestamp {value:?} is not a number of milliseconds"))?;
+            // The value is not quoted: without audit_payloads, payload text stays out of logs.
+            .map_err(|_| "the timestamp parameter is not a number of milliseconds".to_owned())?;
         // Binance accepts milliseconds (13 digits) and microseconds (16 digits).
         let stamp_ms = if stamp >= 100_000_000_000_000 {
             stamp / 1000
@@ -132,6 +136,21 @@ pub(crate) fn check_payload(policy: &KeyPolicy, payload: &[u8], now_ms: u64) -> 
         }
     }
     Ok(())
+}
+
+/// Looks for a denied name written as `name=` or `"name"` anywhere in the payload (percent-
+/// decoded, case-insensitive), not only as a parsed parameter. Binance signs the query string
+/// and the body concatenated with no separator (`...&recvWindow=5000address=X` carries an
+/// `address`), and OKX, KuCoin and Bitget sign `timestamp + method + path + body`; neither
+/// parses as one form. The price is a rare false refusal (`toAddress=`), which is the safe
+/// side for a rule whose point is to stop withdrawals.
+fn denied_name_anywhere<'a>(deny_params: &'a [String], payload: &[u8]) -> Option<&'a str> {
+    let decoded: Vec<u8> = percent_encoding::percent_decode(payload).collect();
+    let text = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
+    deny_params
+        .iter()
+        .find(|name| text.contains(&format!("{name}=")) || text.contains(&format!("\"{name}\"")))
+        .map(String::as_str)
 }
 
 /// The payload's parameters: the top-level fields of a JSON object, or the decoded pairs of
