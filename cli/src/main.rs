@@ -1,5 +1,7 @@
 //! `keyward`: the command line for keywardd, in the spirit of ssh-add.
 
+#![forbid(unsafe_code)]
+
 mod demo;
 mod exit;
 mod input;

@@ -22,6 +22,7 @@ mod server;
 mod signer;
 mod socket;
 mod store;
+mod systemd;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -89,7 +90,16 @@ struct Args {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_logging();
-    match run(args) {
+    // First, before anything opens a file descriptor (the config file, /proc in harden):
+    // fd 3 must still be the socket the service manager passed (see systemd::take_listener).
+    let activated = match systemd::take_listener() {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!("{err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match run(args, activated) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");
@@ -121,7 +131,7 @@ fn config_source(args: &Args) -> Option<(PathBuf, bool)> {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args, activated: Option<std::os::unix::net::UnixListener>) -> anyhow::Result<()> {
     let config = match config_source(&args) {
         Some((path, must_exist)) => config::load(&path, must_exist)?,
         None => config::parse("").map_err(anyhow::Error::msg)?,
@@ -138,7 +148,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, config, kdf))
+    runtime.block_on(serve(args, config, kdf, activated))
 }
 
 /// `$XDG_DATA_HOME/keyward`, else `~/.local/share/keyward`.
@@ -203,7 +213,13 @@ fn open_audit(config: &DaemonConfig) -> anyhow::Result<AuditLog> {
     }
 }
 
-async fn serve(args: Args, config: Config, kdf: keystore::KdfParams) -> anyhow::Result<()> {
+async fn serve(
+    args: Args,
+    config: Config,
+    kdf: keystore::KdfParams,
+    activated: Option<std::os::unix::net::UnixListener>,
+) -> anyhow::Result<()> {
+    let notifier = systemd::Notifier::from_env();
     let socket_path = args
         .socket
         .clone()
@@ -229,16 +245,57 @@ async fn serve(args: Args, config: Config, kdf: keystore::KdfParams) -> anyhow::
             .with_context(|| format!("cannot unlock with the passphrase in {}", path.display()))?;
     }
 
-    let listener = socket::bind(&socket_path, config.daemon.socket_gid).context("cannot listen")?;
-    tracing::info!(socket = %socket_path.display(), "keywardd listening");
+    // Socket-activated, the socket unit owns the file (path, mode, group): the daemon
+    // neither creates nor removes it.
+    let (listener, socket_path, owns_socket_file) = match activated {
+        Some(listener) => {
+            let path = listener
+                .local_addr()
+                .ok()
+                .and_then(|addr| addr.as_pathname().map(PathBuf::from))
+                .unwrap_or_default();
+            if args.socket.as_ref().is_some_and(|given| *given != path) {
+                tracing::warn!(
+                    "--socket is ignored: serving the socket the service manager passed"
+                );
+            }
+            let listener = tokio::net::UnixListener::from_std(listener)
+                .context("cannot serve the socket passed by the service manager")?;
+            tracing::info!(socket = %path.display(), "keywardd listening (socket-activated)");
+            (listener, path, false)
+        }
+        None => {
+            let listener =
+                socket::bind(&socket_path, config.daemon.socket_gid).context("cannot listen")?;
+            tracing::info!(socket = %socket_path.display(), "keywardd listening");
+            (listener, socket_path, true)
+        }
+    };
 
     let shutdown = CancellationToken::new();
-    spawn_signal_handlers(&daemon, config_source(&args), shutdown.clone())?;
-    tokio::spawn(auto_lock(Arc::clone(&daemon), shutdown.clone()));
+    spawn_signal_handlers(
+        &daemon,
+        config_source(&args),
+        notifier.clone(),
+        shutdown.clone(),
+    )?;
+    tokio::spawn(auto_lock(
+        Arc::clone(&daemon),
+        notifier.clone(),
+        shutdown.clone(),
+    ));
+    if let Some(notifier) = &notifier {
+        if let Some(every) = systemd::watchdog_interval() {
+            tokio::spawn(watchdog(notifier.clone(), every, shutdown.clone()));
+        }
+        // Served: the listener is listening and the accept loop starts on the next line (a
+        // client connecting now waits in the backlog). The headless unlock is done.
+        notifier.ready(&systemd::status_line(&daemon.status()));
+    }
 
     server::run(listener, Arc::clone(&daemon), shutdown).await;
 
-    if let Err(err) = std::fs::remove_file(&socket_path) {
+    if owns_socket_file && let Err(err) = std::fs::remove_file(&socket_path) {
         tracing::warn!("cannot remove {}: {err}", socket_path.display());
     }
     daemon.lock("shutdown");
@@ -250,6 +307,7 @@ async fn serve(args: Args, config: Config, kdf: keystore::KdfParams) -> anyhow::
 fn spawn_signal_handlers(
     daemon: &Arc<Daemon>,
     config: Option<(PathBuf, bool)>,
+    notifier: Option<systemd::Notifier>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut sigterm =
@@ -261,6 +319,9 @@ fn spawn_signal_handlers(
         tokio::select! {
             _ = sigterm.recv() => tracing::info!("SIGTERM: finishing requests in flight"),
             _ = sigint.recv() => tracing::info!("SIGINT: finishing requests in flight"),
+        }
+        if let Some(notifier) = &notifier {
+            notifier.stopping();
         }
         shutdown.cancel();
     });
@@ -291,13 +352,37 @@ fn reload_policy(daemon: &Daemon, config: Option<&(PathBuf, bool)>) {
     }
 }
 
-/// Checks the auto-lock deadlines once a second.
-async fn auto_lock(daemon: Arc<Daemon>, shutdown: CancellationToken) {
+/// Checks the auto-lock deadlines once a second, and tells systemd when the state changes
+/// (`systemctl status` shows the line).
+async fn auto_lock(
+    daemon: Arc<Daemon>,
+    notifier: Option<systemd::Notifier>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut reported: Option<String> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => daemon.enforce_auto_lock(),
+        }
+        if let Some(notifier) = &notifier {
+            let line = systemd::status_line(&daemon.status());
+            if reported.as_deref() != Some(line.as_str()) {
+                notifier.status(&line);
+                reported = Some(line);
+            }
+        }
+    }
+}
+
+/// Sends WATCHDOG=1 every `every` (half of the unit's WatchdogSec=) until shutdown.
+async fn watchdog(notifier: systemd::Notifier, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => notifier.watchdog(),
         }
     }
 }

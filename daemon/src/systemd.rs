@@ -126,9 +126,9 @@ pub(crate) fn take_listener() -> Result<Option<UnixListener>, SystemdError> {
     // - Open: `getsockname` just succeeded on it, which it cannot on a closed fd.
     // - Ours to own: by the sd_listen_fds(3) protocol, LISTEN_PID equal to our pid (checked
     //   by `passed_fds`) with LISTEN_FDS >= 1 means the service manager handed fds 3.. to
-    //   this process at exec, open. An fd that was open at exec cannot have been handed out
-    //   again by open()/socket() in this process, and no code in keywardd closes or wraps fd 3
-    //   other than this line; `main` calls this before opening anything.
+    //   this process at exec, open. `main` calls this before keywardd opens any fd, so even
+    //   if the variables lied, an open fd 3 can only be one inherited at exec, never one some
+    //   other part of keywardd owns; and no code in keywardd closes or wraps fd 3 but this.
     // - Exactly once: `LISTEN_FD_TAKEN` was false and is now true, so no second call reaches
     //   this line and no second `OwnedFd` for fd 3 can exist.
     // - Nothing but close() is needed to release it: it is a plain socket.
@@ -278,6 +278,22 @@ impl Notifier {
     }
 }
 
+/// The `STATUS=` line for the keystore's state, e.g. `unlocked, 3 keys`.
+pub(crate) fn status_line(status: &keyward_protocol::Status) -> String {
+    use keyward_protocol::KeystoreState;
+    let keys = match status.keys {
+        1 => "1 key".to_owned(),
+        n => format!("{n} keys"),
+    };
+    match status.state {
+        KeystoreState::Uninitialized => "no keystore yet: run `keyward init`".to_owned(),
+        KeystoreState::Locked => "locked: run `keyward unlock`".to_owned(),
+        KeystoreState::Unlocked => format!("unlocked, {keys}"),
+        KeystoreState::Ephemeral => format!("ephemeral (nothing on disk), {keys}"),
+        _ => keys,
+    }
+}
+
 /// A message field must not span lines: a newline would start another assignment.
 fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
@@ -422,6 +438,28 @@ mod tests {
         let notifier = Notifier::parse(OsStr::new(&format!("@{name}"))).unwrap();
         notifier.ready("ok");
         assert_eq!(receive(&socket), "READY=1\nSTATUS=ok");
+    }
+
+    #[test]
+    fn status_lines_name_the_state_and_the_key_count() {
+        use keyward_protocol::{KeystoreState, Status};
+        let line = |state, keys| {
+            status_line(&Status {
+                state,
+                keys,
+                idle_lock_in: None,
+                max_unlock_in: None,
+                unreadable: Vec::new(),
+            })
+        };
+        assert_eq!(line(KeystoreState::Unlocked, 3), "unlocked, 3 keys");
+        assert_eq!(line(KeystoreState::Unlocked, 1), "unlocked, 1 key");
+        assert_eq!(
+            line(KeystoreState::Locked, 0),
+            "locked: run `keyward unlock`"
+        );
+        assert!(line(KeystoreState::Ephemeral, 0).ends_with(", 0 keys"));
+        assert!(line(KeystoreState::Uninitialized, 0).contains("keyward init"));
     }
 
     #[test]

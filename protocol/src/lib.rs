@@ -7,6 +7,7 @@
 //!
 //! Decoding is strict: an unknown variant, trailing bytes after a message, or a length above
 //! the frame limit is an error, never a panic and never a guess.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod codec;
