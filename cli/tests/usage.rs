@@ -68,7 +68,10 @@ fn bad_usage_exits_2_naming_the_problem() {
 fn bad_usage_exits_2_with_one_line_on_stderr() {
     for args in BAD_USAGE {
         let line = one_error_line(&keyward(&with_socket(args)), 2);
-        assert!(line.starts_with("keyward: ") && line.contains("keyward --help"), "{args:?}: {line}");
+        assert!(
+            line.starts_with("keyward: ") && line.contains("keyward --help"),
+            "{args:?}: {line}"
+        );
     }
 }
 

@@ -378,10 +378,13 @@ impl Keystore {
         file.extend_from_slice(&nonce);
         file.extend_from_slice(&record.secret);
         let (aad, rest) = file.split_at_mut(meta.len());
-        let tag = key
-            .cipher()
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut rest[NONCE_LEN..])
-            .map_err(|_| KeystoreError::Crypto("encryption failed"))?;
+        let tag = key.cipher().encrypt_in_place_detached(
+            XNonce::from_slice(&nonce),
+            aad,
+            &mut rest[NONCE_LEN..],
+        );
+        burn_stack();
+        let tag = tag.map_err(|_| KeystoreError::Crypto("encryption failed"))?;
         file.extend_from_slice(&tag);
         debug_assert_eq!(file.len(), total);
 
@@ -509,19 +512,19 @@ fn load_one(
     // Exact capacity, decrypted in place: the plaintext exists only in this buffer.
     let mut secret = Zeroizing::new(Vec::with_capacity(sealed.ciphertext.len()));
     secret.extend_from_slice(sealed.ciphertext);
-    cipher
-        .decrypt_in_place_detached(
-            XNonce::from_slice(sealed.nonce),
-            sealed.aad,
-            &mut secret[..],
-            Tag::from_slice(sealed.tag),
+    let opened = cipher.decrypt_in_place_detached(
+        XNonce::from_slice(sealed.nonce),
+        sealed.aad,
+        &mut secret[..],
+        Tag::from_slice(sealed.tag),
+    );
+    burn_stack();
+    opened.map_err(|_| {
+        corrupt(
+            "authentication failed: the file was altered, or was sealed by another keystore"
+                .to_owned(),
         )
-        .map_err(|_| {
-            corrupt(
-                "authentication failed: the file was altered, or was sealed by another keystore"
-                    .to_owned(),
-            )
-        })?;
+    })?;
     Ok(KeyRecord {
         meta: sealed.meta,
         secret,
@@ -616,4 +619,16 @@ fn has_key_files(keys_dir: &Path) -> Result<bool, KeystoreError> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(err) => Err(io_error(keys_dir, err)),
     }
+}
+
+/// Wipes the 64 KiB of stack below the caller's frame. The RustCrypto ciphers copy each
+/// block they process into stack temporaries (`inout`'s `xor_in2out` reads the input block
+/// by value), so sealing or opening a secret leaves its last blocks in clear in dead stack
+/// frames of the calling thread, where nothing overwrites them until the stack is reused.
+#[inline(never)]
+fn burn_stack() {
+    use zeroize::Zeroize as _;
+    let mut scratch = [0u8; 64 * 1024];
+    scratch.zeroize();
+    std::hint::black_box(&scratch);
 }

@@ -211,7 +211,22 @@ impl Store {
         };
         let _admin = daemon.admin().await;
         if daemon.keyring.is_unlocked() {
-            return Ok(());
+            // Still check the passphrase: telling someone who mistyped it that it worked
+            // would be wrong, and a free oracle would skip the wrong-passphrase delay.
+            let state = Arc::clone(&vault.state);
+            let checked = blocking(move || {
+                let state = lock_state(&state);
+                let keystore = state
+                    .keystore
+                    .as_ref()
+                    .ok_or(KeystoreError::NotInitialized)?;
+                keystore
+                    .unlock(passphrase.expose())
+                    .map(drop)
+                    .map_err(Failure::from)
+            })
+            .await;
+            return vault.after_passphrase_check(checked).await;
         }
         let state = Arc::clone(&vault.state);
         let unlocked = blocking(move || {

@@ -10,6 +10,9 @@
 //! - [`Daemon::keyward`] runs the `keyward` CLI against that daemon and returns an [`Output`].
 //! - [`verify`] checks signatures with Python and OpenSSL; [`raw`] speaks the wire protocol
 //!   byte by byte, to send what a well-behaved client never would.
+//! - [`keystore`] starts daemons on a persistent keystore (`Daemon::start_with_keystore`,
+//!   restartable, killable) and extracts the secret parts of test keys; [`scan`] looks for
+//!   runs of secret bytes in files and in a daemon's memory.
 //!
 //! The binaries are found next to the test executable (`target/<profile>/`), or in
 //! `$KEYWARD_BIN_DIR`. `cargo test --workspace` builds them, because the daemon and CLI
@@ -33,7 +36,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
+pub mod keystore;
 pub mod raw;
+pub mod scan;
 pub mod verify;
 
 /// Environment variables that would make a daemon under test depend on the machine it runs
