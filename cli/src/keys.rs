@@ -69,6 +69,14 @@ pub(crate) fn import(client: &mut Client, args: ImportArgs) -> anyhow::Result<()
     };
     let pem_passphrase = match &args.pem_passphrase_file {
         Some(path) => Some(secret(trim_newline(&read_secret_file(path)?))),
+        // An encrypted PEM and no password file: ask on the terminal, as ssh-add does
+        // (only when run interactively; scripts get the daemon's clear error instead).
+        None if !hmac
+            && io::IsTerminal::is_terminal(&io::stdin())
+            && contains(&material, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") =>
+        {
+            Some(prompt_pem_password()?)
+        }
         None => None,
     };
     let key = client.import(
@@ -87,6 +95,19 @@ pub(crate) fn import(client: &mut Client, args: ImportArgs) -> anyhow::Result<()
         key.fingerprint.as_deref().unwrap_or("no public key")
     )?;
     Ok(())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+fn prompt_pem_password() -> anyhow::Result<SecretBytes> {
+    let password = Zeroizing::new(rpassword::prompt_password("Password of the PEM key: ").context(
+        "the PEM key is encrypted and there is no terminal to ask for its password; give --pem-passphrase-file",
+    )?);
+    Ok(secret(password.as_bytes()))
 }
 
 fn secret(bytes: &[u8]) -> SecretBytes {
