@@ -201,7 +201,11 @@ fn open_store(
     };
     let store = Store::open(&dir, kdf)
         .with_context(|| format!("cannot open the keystore {}", dir.display()))?;
-    tracing::info!(keystore = %dir.display(), initialized = store.is_initialized(), "keystore opened");
+    if store.is_initialized() {
+        tracing::info!(keystore = %dir.display(), "keystore opened (locked; `keyward unlock`)");
+    } else {
+        tracing::info!(keystore = %dir.display(), "no keystore yet; `keyward init` creates it");
+    }
     Ok(store)
 }
 
