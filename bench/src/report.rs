@@ -1,0 +1,437 @@
+//! What one run measured, the targets of issue 5 judged against it, and its two renderings:
+//! text tables for people and one JSON object for scripts.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::measure::Summary;
+use crate::noise::Noise;
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    /// `full` or `quick`; quick figures only show that every measurement works.
+    pub(crate) mode: &'static str,
+    pub(crate) machine: Machine,
+    /// The keywardd binary measured.
+    pub(crate) keywardd: String,
+    /// The socket floor: one 64-byte ping-pong between two processes.
+    pub(crate) floor: Summary,
+    pub(crate) latency: Vec<SchemeLatency>,
+    /// `None` when ssh-agent is not installed (quick mode only); see `notes`.
+    pub(crate) ssh_agent: Option<Vec<AgentLatency>>,
+    pub(crate) throughput: Vec<Throughput>,
+    pub(crate) contention: Contention,
+    pub(crate) batch: Batch,
+    pub(crate) rss: Rss,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Machine {
+    pub(crate) cores: usize,
+    pub(crate) cpu: String,
+    pub(crate) kernel: String,
+    /// 1-minute load average when the run started (it decays slowly: a run just before
+    /// counts too).
+    pub(crate) load_average_at_start: f64,
+    /// What other processes and the hypervisor took from this run.
+    pub(crate) noise: Noise,
+}
+
+/// One `Client::sign` round trip against the same signature made in-process.
+#[derive(Debug, Serialize)]
+pub(crate) struct SchemeLatency {
+    pub(crate) scheme: &'static str,
+    pub(crate) keywardd: Summary,
+    pub(crate) in_process: Summary,
+}
+
+impl SchemeLatency {
+    /// What the daemon adds to a signature, at the median.
+    pub(crate) fn overhead_p50_us(&self) -> f64 {
+        self.keywardd.p50_us - self.in_process.p50_us
+    }
+}
+
+/// The same signature through OpenSSH's ssh-agent.
+#[derive(Debug, Serialize)]
+pub(crate) struct AgentLatency {
+    pub(crate) scheme: &'static str,
+    pub(crate) ssh_agent: Summary,
+    pub(crate) keywardd_p50_us: f64,
+    /// ssh-agent p50 / keywardd p50.
+    pub(crate) speedup: f64,
+}
+
+/// Signatures per second with several client threads, one connection each.
+#[derive(Debug, Serialize)]
+pub(crate) struct Throughput {
+    pub(crate) scheme: &'static str,
+    pub(crate) threads: Vec<ThreadRate>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ThreadRate {
+    pub(crate) threads: usize,
+    /// Through keywardd, median over the rounds.
+    pub(crate) sigs_per_s: f64,
+    /// The same number of threads signing in-process with the same key: the ceiling.
+    pub(crate) in_process_sigs_per_s: f64,
+}
+
+impl Throughput {
+    fn find(&self, threads: usize) -> Option<&ThreadRate> {
+        self.threads.iter().find(|rate| rate.threads == threads)
+    }
+
+    /// keywardd's throughput with 2 client threads over 1.
+    pub(crate) fn scaling(&self) -> f64 {
+        let rate = |n| self.find(n).map_or(0.0, |rate| rate.sigs_per_s);
+        rate(2) / rate(1)
+    }
+
+    /// The same for in-process signing: how far this machine lets 2 threads scale.
+    pub(crate) fn in_process_scaling(&self) -> f64 {
+        let rate = |n| self.find(n).map_or(0.0, |rate| rate.in_process_sigs_per_s);
+        rate(2) / rate(1)
+    }
+}
+
+/// Ed25519 latency on one connection while others keep the daemon busy with RSA. No target:
+/// it shows what a bot signing with a fast key pays when another bot signs with RSA.
+#[derive(Debug, Serialize)]
+pub(crate) struct Contention {
+    pub(crate) load: String,
+    pub(crate) ed25519: Summary,
+    pub(crate) load_sigs_per_s: f64,
+}
+
+/// `sign_batch` of N HMAC payloads against N single round trips.
+#[derive(Debug, Serialize)]
+pub(crate) struct Batch {
+    pub(crate) scheme: &'static str,
+    pub(crate) payloads: usize,
+    /// Time for one `sign_batch` call of all payloads.
+    pub(crate) batch: Summary,
+    /// Time for the same payloads signed one `sign` call each.
+    pub(crate) singles: Summary,
+    pub(crate) batch_sigs_per_s: f64,
+    pub(crate) singles_sigs_per_s: f64,
+    pub(crate) ratio: f64,
+}
+
+/// The daemon's resident memory (VmRSS), in KiB, on a daemon started for this alone.
+#[derive(Debug, Serialize)]
+pub(crate) struct Rss {
+    pub(crate) one_key_kib: u64,
+    pub(crate) hundred_keys_kib: u64,
+    /// How the 100 keys are made up, e.g. `44 ed25519 + ...`.
+    pub(crate) hundred_keys_mix: String,
+    /// Peak RSS (VmHWM) of the daemon that served every other measurement, for reference.
+    pub(crate) benchmark_daemon_peak_kib: u64,
+}
+
+/// One target of the issue, judged.
+#[derive(Debug, Serialize)]
+pub(crate) struct Target {
+    pub(crate) name: String,
+    pub(crate) measured: f64,
+    /// `<=` or `>=`.
+    pub(crate) comparison: &'static str,
+    pub(crate) limit: f64,
+    pub(crate) unit: &'static str,
+    pub(crate) pass: bool,
+}
+
+impl Target {
+    pub(crate) fn at_most(name: String, measured: f64, limit: f64, unit: &'static str) -> Self {
+        Target {
+            name,
+            measured,
+            comparison: "<=",
+            limit,
+            unit,
+            pass: measured <= limit,
+        }
+    }
+
+    pub(crate) fn at_least(name: String, measured: f64, limit: f64, unit: &'static str) -> Self {
+        Target {
+            name,
+            measured,
+            comparison: ">=",
+            limit,
+            unit,
+            pass: measured >= limit,
+        }
+    }
+}
+
+impl Report {
+    pub(crate) fn to_json(&self) -> String {
+        // Only plain numbers, strings and vectors: serialising cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "keyward-bench ({} mode) on {} core(s), {}; kernel {}",
+            self.mode, self.machine.cores, self.machine.cpu, self.machine.kernel,
+        );
+        let _ = writeln!(
+            out,
+            "during the run, other processes used {:.1}% of the CPU and the hypervisor stole {:.1}% \
+             (load average {:.2} at start)",
+            self.machine.noise.other_cpu_percent,
+            self.machine.noise.steal_percent,
+            self.machine.load_average_at_start
+        );
+        let _ = writeln!(out, "keywardd: {}", self.keywardd);
+        if self.mode == "quick" {
+            let _ = writeln!(
+                out,
+                "QUICK MODE: few iterations; these figures show that every measurement works, \
+                 they are not timings."
+            );
+        }
+
+        let _ = writeln!(
+            out,
+            "\nOne signature, µs (interleaved rounds, same key in-process and in keywardd)"
+        );
+        let mut table = Table::new(&[
+            "",
+            "round trip p50",
+            "p99",
+            "in-process p50",
+            "p99",
+            "overhead p50",
+            "ssh-agent p50",
+            "p99",
+        ]);
+        table.row(vec![
+            "socket floor (64 B ping-pong)".into(),
+            us(self.floor.p50_us),
+            us(self.floor.p99_us),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]);
+        for latency in &self.latency {
+            let agent = self
+                .ssh_agent
+                .iter()
+                .flatten()
+                .find(|agent| agent.scheme == latency.scheme);
+            table.row(vec![
+                latency.scheme.into(),
+                us(latency.keywardd.p50_us),
+                us(latency.keywardd.p99_us),
+                us(latency.in_process.p50_us),
+                us(latency.in_process.p99_us),
+                us(latency.overhead_p50_us()),
+                agent.map_or("-".into(), |a| us(a.ssh_agent.p50_us)),
+                agent.map_or("-".into(), |a| us(a.ssh_agent.p99_us)),
+            ]);
+        }
+        out.push_str(&table.render());
+
+        let _ = writeln!(
+            out,
+            "\nThroughput, signatures/s (one connection per client thread; median of rounds)"
+        );
+        let counts: Vec<usize> = self
+            .throughput
+            .first()
+            .map(|t| t.threads.iter().map(|rate| rate.threads).collect())
+            .unwrap_or_default();
+        let mut header: Vec<String> = vec![String::new()];
+        header.extend(
+            counts
+                .iter()
+                .map(|n| format!("{n} thread{}", if *n == 1 { "" } else { "s" })),
+        );
+        header.push("2 / 1".into());
+        let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
+        let mut table = Table::new(&header_refs);
+        for throughput in &self.throughput {
+            let mut row = vec![format!("{} keywardd", throughput.scheme)];
+            row.extend(
+                throughput
+                    .threads
+                    .iter()
+                    .map(|rate| rate_text(rate.sigs_per_s)),
+            );
+            row.push(ratio(throughput.scaling()));
+            table.row(row);
+            let mut row = vec![format!("{} in-process", throughput.scheme)];
+            row.extend(
+                throughput
+                    .threads
+                    .iter()
+                    .map(|rate| rate_text(rate.in_process_sigs_per_s)),
+            );
+            row.push(ratio(throughput.in_process_scaling()));
+            table.row(row);
+        }
+        out.push_str(&table.render());
+
+        let contention = &self.contention;
+        let _ = writeln!(
+            out,
+            "\ned25519 round trip while {} ({} RSA signatures/s), µs (no target)",
+            contention.load,
+            rate_text(contention.load_sigs_per_s)
+        );
+        let mut table = Table::new(&["", "p50", "p99"]);
+        table.row(vec![
+            "ed25519 under RSA load".into(),
+            us(contention.ed25519.p50_us),
+            us(contention.ed25519.p99_us),
+        ]);
+        if let Some(idle) = self.latency.iter().find(|l| l.scheme == "ed25519") {
+            table.row(vec![
+                "ed25519 alone (from the first table)".into(),
+                us(idle.keywardd.p50_us),
+                us(idle.keywardd.p99_us),
+            ]);
+        }
+        out.push_str(&table.render());
+
+        let batch = &self.batch;
+        let _ = writeln!(
+            out,
+            "\n{} payloads, {}: one sign_batch vs {} single round trips",
+            batch.payloads, batch.scheme, batch.payloads
+        );
+        let mut table = Table::new(&["", "p50 µs per call", "p99", "signatures/s"]);
+        table.row(vec![
+            format!("{} × sign", batch.payloads),
+            us(batch.singles.p50_us),
+            us(batch.singles.p99_us),
+            rate_text(batch.singles_sigs_per_s),
+        ]);
+        table.row(vec![
+            format!("1 × sign_batch({})", batch.payloads),
+            us(batch.batch.p50_us),
+            us(batch.batch.p99_us),
+            rate_text(batch.batch_sigs_per_s),
+        ]);
+        out.push_str(&table.render());
+
+        let rss = &self.rss;
+        let _ = writeln!(out, "\nkeywardd resident memory (VmRSS)");
+        let mut table = Table::new(&["", "MiB"]);
+        table.row(vec!["1 key".into(), mib(rss.one_key_kib)]);
+        table.row(vec![
+            format!("100 keys ({})", rss.hundred_keys_mix),
+            mib(rss.hundred_keys_kib),
+        ]);
+        table.row(vec![
+            "peak of the daemon measured above".into(),
+            mib(rss.benchmark_daemon_peak_kib),
+        ]);
+        out.push_str(&table.render());
+
+        let _ = writeln!(out, "\nTargets (issue 5)");
+        let mut table = Table::new(&["", "measured", "", "limit", "result"]);
+        for target in &self.targets {
+            table.row(vec![
+                target.name.clone(),
+                format!("{} {}", number(target.measured), target.unit),
+                target.comparison.replace("<=", "≤").replace(">=", "≥"),
+                format!("{} {}", number(target.limit), target.unit),
+                if target.pass { "pass" } else { "FAIL" }.into(),
+            ]);
+        }
+        out.push_str(&table.render());
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
+        }
+        out
+    }
+}
+
+fn us(value: f64) -> String {
+    if value.abs() < 100.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.0}")
+    }
+}
+
+fn number(value: f64) -> String {
+    if value.abs() < 10.0 {
+        format!("{value:.2}")
+    } else {
+        us(value)
+    }
+}
+
+fn ratio(value: f64) -> String {
+    format!("{value:.2}×")
+}
+
+fn rate_text(value: f64) -> String {
+    format!("{value:.0}")
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// A text table: first column left-aligned, the others right-aligned.
+struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(header: &[&str]) -> Table {
+        Table {
+            rows: vec![header.iter().map(|cell| (*cell).to_owned()).collect()],
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|column| {
+                self.rows
+                    .iter()
+                    .filter_map(|row| row.get(column))
+                    .map(|cell| cell.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for row in &self.rows {
+            let mut line = String::new();
+            for (column, cell) in row.iter().enumerate() {
+                let pad = widths[column].saturating_sub(cell.chars().count());
+                if column == 0 {
+                    line.push_str(cell);
+                    line.push_str(&" ".repeat(pad));
+                } else {
+                    line.push_str("  ");
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(cell);
+                }
+            }
+            out.push_str("  ");
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}

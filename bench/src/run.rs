@@ -1,0 +1,733 @@
+//! One benchmark run: start the processes, measure, judge the targets.
+
+use std::path::{Path, PathBuf};
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use keyward_client::{Client, KeyKind, Scheme, SecretBytes};
+
+use crate::agent::{self, AgentConnection, AgentKeyKind, SshAgent};
+use crate::daemon::{Keywardd, locate_keywardd};
+use crate::echo::EchoServer;
+use crate::keys::{BenchScheme, LocalKey};
+use crate::measure::{Probe, Summary, interleave, median};
+use crate::noise::{Noise, Snapshot};
+use crate::report::{
+    AgentLatency, Batch, Contention, Machine, Report, Rss, SchemeLatency, Target, ThreadRate,
+    Throughput,
+};
+
+/// What is signed: a Binance order query string, the typical payload.
+const PAYLOAD: &[u8] = b"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000&recvWindow=5000&timestamp=1700000000000";
+
+/// Payloads per `sign_batch` in the batch comparison.
+const BATCH: usize = 100;
+
+/// How many iterations of what, and for how long.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    quick: bool,
+    keywardd: Option<PathBuf>,
+    /// Rounds the interleaved measurements are split into.
+    rounds: usize,
+    floor_iterations: usize,
+    /// Ed25519, HMAC, ECDSA.
+    fast_iterations: usize,
+    rsa2048_iterations: usize,
+    /// `None`: RSA-4096 is skipped.
+    rsa4096_iterations: Option<usize>,
+    agent_ed25519_iterations: usize,
+    agent_rsa_iterations: usize,
+    batch_iterations: usize,
+    /// Ed25519 signatures timed while RSA signs on other connections.
+    contention_iterations: usize,
+    throughput_window: Duration,
+    throughput_rounds: usize,
+}
+
+impl Plan {
+    pub(crate) fn full(keywardd: Option<PathBuf>) -> Plan {
+        Plan {
+            quick: false,
+            keywardd,
+            rounds: 10,
+            floor_iterations: 5000,
+            fast_iterations: 2000,
+            rsa2048_iterations: 300,
+            rsa4096_iterations: Some(100),
+            agent_ed25519_iterations: 2000,
+            agent_rsa_iterations: 300,
+            batch_iterations: 300,
+            contention_iterations: 2000,
+            throughput_window: Duration::from_millis(500),
+            throughput_rounds: 4,
+        }
+    }
+
+    pub(crate) fn quick(keywardd: Option<PathBuf>) -> Plan {
+        Plan {
+            quick: true,
+            keywardd,
+            rounds: 2,
+            floor_iterations: 100,
+            fast_iterations: 30,
+            rsa2048_iterations: 6,
+            rsa4096_iterations: None,
+            agent_ed25519_iterations: 10,
+            agent_rsa_iterations: 4,
+            batch_iterations: 4,
+            contention_iterations: 30,
+            throughput_window: Duration::from_millis(60),
+            throughput_rounds: 1,
+        }
+    }
+
+    fn iterations(&self, scheme: BenchScheme) -> Option<usize> {
+        match scheme {
+            BenchScheme::Ed25519 | BenchScheme::HmacSha256 | BenchScheme::EcdsaP256 => {
+                Some(self.fast_iterations)
+            }
+            BenchScheme::Rsa2048 => Some(self.rsa2048_iterations),
+            BenchScheme::Rsa4096 => self.rsa4096_iterations,
+        }
+    }
+}
+
+/// The keys both sides sign with.
+struct SchemeSetup {
+    local: LocalKey,
+    name: String,
+    iterations: usize,
+}
+
+/// ssh-agent with one key of each kind compared.
+struct AgentSetup {
+    agent: SshAgent,
+    requests: Vec<(AgentKeyKind, agent::SignRequest)>,
+}
+
+pub(crate) fn run(plan: &Plan) -> anyhow::Result<Report> {
+    let program = locate_keywardd(plan.keywardd.as_deref())?;
+    let dir = tempfile::Builder::new()
+        .prefix("keyward-bench-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let mut notes = Vec::new();
+    let load_before = load_average();
+    let start = Snapshot::now();
+
+    let mut daemon = Keywardd::start(&program, dir.path(), "main")?;
+    let mut echo = EchoServer::start(dir.path())?;
+    let agent = match agent::missing_tool() {
+        None => Some(start_agent(dir.path())?),
+        Some(tool) if plan.quick => {
+            notes.push(format!(
+                "{tool} is not installed: ssh-agent comparison skipped"
+            ));
+            None
+        }
+        Some(tool) => anyhow::bail!(
+            "{tool} is not installed; the full benchmark compares with OpenSSH's ssh-agent \
+             (install openssh-client, or run --quick)"
+        ),
+    };
+
+    let schemes = setup_keys(plan, &daemon)?;
+
+    // ---- latency: every per-operation figure, interleaved round by round ----
+    let mut ping = echo.connect()?;
+    let mut agent_connections = Vec::new();
+    if let Some(setup) = &agent {
+        for _ in &setup.requests {
+            agent_connections.push(setup.agent.connect()?);
+        }
+    }
+    let mut clients: Vec<Client> = Vec::new();
+    for _ in &schemes {
+        clients.push(daemon.connect()?);
+    }
+    let (floor, latency, agent_summaries) = {
+        let mut probes = vec![Probe::new(plan.floor_iterations, || ping.round_trip())];
+        for (scheme, client) in schemes.iter().zip(clients.iter_mut()) {
+            let name = scheme.name.as_str();
+            probes.push(Probe::new(scheme.iterations, move || {
+                client.sign(name, PAYLOAD)?;
+                Ok(())
+            }));
+            let local = &scheme.local;
+            probes.push(Probe::new(scheme.iterations, move || {
+                local.sign(PAYLOAD)?;
+                Ok(())
+            }));
+        }
+        if let Some(setup) = &agent {
+            for ((kind, request), connection) in
+                setup.requests.iter().zip(agent_connections.iter_mut())
+            {
+                let iterations = match kind {
+                    AgentKeyKind::Ed25519 => plan.agent_ed25519_iterations,
+                    AgentKeyKind::Rsa2048 => plan.agent_rsa_iterations,
+                };
+                probes.push(Probe::new(iterations, move || connection.sign(request)));
+            }
+        }
+        interleave(&mut probes, plan.rounds)?;
+        let summaries: Vec<Summary> = probes.iter().map(Probe::summary).collect();
+        let floor = summaries[0];
+        let latency: Vec<SchemeLatency> = schemes
+            .iter()
+            .enumerate()
+            .map(|(i, scheme)| SchemeLatency {
+                scheme: scheme.local.scheme.label(),
+                keywardd: summaries[1 + 2 * i],
+                in_process: summaries[2 + 2 * i],
+            })
+            .collect();
+        let agent_summaries: Vec<Summary> = summaries[1 + 2 * schemes.len()..].to_vec();
+        (floor, latency, agent_summaries)
+    };
+    daemon.check_alive()?;
+    let ssh_agent = agent.as_ref().map(|setup| {
+        setup
+            .requests
+            .iter()
+            .zip(&agent_summaries)
+            .map(|((kind, _), summary)| {
+                let scheme = match kind {
+                    AgentKeyKind::Ed25519 => BenchScheme::Ed25519,
+                    AgentKeyKind::Rsa2048 => BenchScheme::Rsa2048,
+                }
+                .label();
+                let keywardd_p50_us = latency
+                    .iter()
+                    .find(|l| l.scheme == scheme)
+                    .map_or(0.0, |l| l.keywardd.p50_us);
+                AgentLatency {
+                    scheme,
+                    ssh_agent: *summary,
+                    keywardd_p50_us,
+                    speedup: summary.p50_us / keywardd_p50_us,
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    drop(agent);
+
+    let batch = measure_batch(plan, &daemon)?;
+    let throughput = measure_throughput(plan, &daemon, &schemes)?;
+    let contention = measure_contention(plan, &daemon, &schemes)?;
+    daemon.check_alive()?;
+    let benchmark_daemon_peak_kib = daemon.peak_rss_kib()?;
+    drop(daemon);
+
+    drop(ping);
+    drop(echo);
+
+    let rss = measure_rss(&program, dir.path(), benchmark_daemon_peak_kib)?;
+    // Every child has been waited for by now, so their CPU time counts as ours.
+    let noise = Snapshot::now().noise_since(&start, cores());
+    if noise.other_cpu_percent > 10.0 || noise.steal_percent > 10.0 {
+        notes.push(format!(
+            "other work took {:.0}% of the CPU during this run (and the hypervisor stole {:.0}%): \
+             ratios that depend on both cores (throughput scaling) are unreliable; run again \
+             on a quieter machine",
+            noise.other_cpu_percent, noise.steal_percent
+        ));
+    }
+
+    let mut report = Report {
+        mode: if plan.quick { "quick" } else { "full" },
+        machine: machine(load_before, noise),
+        keywardd: program.display().to_string(),
+        floor,
+        latency,
+        ssh_agent,
+        throughput,
+        contention,
+        batch,
+        rss,
+        targets: Vec::new(),
+        notes,
+    };
+    report.targets = targets(&report);
+    Ok(report)
+}
+
+fn start_agent(dir: &Path) -> anyhow::Result<AgentSetup> {
+    let agent = SshAgent::start(dir)?;
+    let mut connection = agent.connect()?;
+    let mut requests = Vec::new();
+    for kind in [AgentKeyKind::Ed25519, AgentKeyKind::Rsa2048] {
+        agent.add_key(dir, kind)?;
+        let blob = connection.key_blob(kind)?;
+        let request = AgentConnection::sign_request(&blob, PAYLOAD, kind);
+        // One signature now, so that a refusal fails here rather than mid-measurement.
+        connection.sign(&request)?;
+        requests.push((kind, request));
+    }
+    Ok(AgentSetup { agent, requests })
+}
+
+/// Makes each scheme's key in-process, imports it into the daemon, and checks that the
+/// daemon's signature is one of that same key.
+fn setup_keys(plan: &Plan, daemon: &Keywardd) -> anyhow::Result<Vec<SchemeSetup>> {
+    let mut admin = daemon.connect()?;
+    let mut schemes = Vec::new();
+    for scheme in BenchScheme::ALL {
+        let Some(iterations) = plan.iterations(scheme) else {
+            continue;
+        };
+        let local = scheme.generate()?;
+        let name = scheme.key_name();
+        local.import(&mut admin, &name)?;
+        let signature = admin.sign(&name, PAYLOAD)?;
+        local.check(PAYLOAD, signature.as_bytes())?;
+        schemes.push(SchemeSetup {
+            local,
+            name,
+            iterations,
+        });
+    }
+    Ok(schemes)
+}
+
+/// One `sign_batch` of 100 HMAC payloads against 100 single `sign` round trips, interleaved.
+fn measure_batch(plan: &Plan, daemon: &Keywardd) -> anyhow::Result<Batch> {
+    let name = BenchScheme::HmacSha256.key_name();
+    let payloads: Vec<Vec<u8>> = (0..BATCH)
+        .map(|i| {
+            format!(
+                "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000&recvWindow=5000&timestamp={}",
+                1_700_000_000_000u64 + i as u64
+            )
+            .into_bytes()
+        })
+        .collect();
+    let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let mut batch_client = daemon.connect()?;
+    let mut single_client = daemon.connect()?;
+    let signatures = batch_client.sign_batch(&name, &slices)?;
+    for (payload, signature) in slices.iter().zip(&signatures) {
+        anyhow::ensure!(
+            single_client.sign(&name, payload)? == *signature,
+            "sign_batch and sign disagree"
+        );
+    }
+    let mut probes = [
+        Probe::new(plan.batch_iterations, || {
+            batch_client.sign_batch(&name, &slices)?;
+            Ok(())
+        }),
+        Probe::new(plan.batch_iterations, || {
+            for payload in &slices {
+                single_client.sign(&name, payload)?;
+            }
+            Ok(())
+        }),
+    ];
+    interleave(&mut probes, plan.rounds)?;
+    let batch = probes[0].summary();
+    let singles = probes[1].summary();
+    let per_second = |summary: &Summary| BATCH as f64 / (summary.p50_us / 1e6);
+    Ok(Batch {
+        scheme: BenchScheme::HmacSha256.label(),
+        payloads: BATCH,
+        batch,
+        singles,
+        batch_sigs_per_s: per_second(&batch),
+        singles_sigs_per_s: per_second(&singles),
+        ratio: singles.p50_us / batch.p50_us,
+    })
+}
+
+/// Closed-loop throughput of RSA-2048 and Ed25519 with 1, 2 and 2 × cores client threads,
+/// one connection each, next to the same threads signing in-process with the same key (the
+/// ceiling this machine allows); the configurations take turns, round after round.
+fn measure_throughput(
+    plan: &Plan,
+    daemon: &Keywardd,
+    schemes: &[SchemeSetup],
+) -> anyhow::Result<Vec<Throughput>> {
+    let cores = cores();
+    let mut thread_counts = vec![1, 2, 2 * cores];
+    thread_counts.sort_unstable();
+    thread_counts.dedup();
+    let measured: Vec<&SchemeSetup> = [BenchScheme::Rsa2048, BenchScheme::Ed25519]
+        .iter()
+        .filter_map(|wanted| schemes.iter().find(|s| s.local.scheme == *wanted))
+        .collect();
+    // rates[scheme][threads] = (keywardd rates, in-process rates), one per round.
+    let mut rates = vec![vec![(Vec::new(), Vec::new()); thread_counts.len()]; measured.len()];
+    for _ in 0..plan.throughput_rounds {
+        for (s, scheme) in measured.iter().enumerate() {
+            for (t, threads) in thread_counts.iter().enumerate() {
+                let rate = throughput(
+                    daemon.socket(),
+                    &scheme.name,
+                    *threads,
+                    plan.throughput_window,
+                )?;
+                rates[s][t].0.push(rate);
+                let rate = in_process_throughput(&scheme.local, *threads, plan.throughput_window)?;
+                rates[s][t].1.push(rate);
+            }
+        }
+    }
+    Ok(measured
+        .iter()
+        .zip(rates)
+        .map(|(scheme, by_threads)| Throughput {
+            scheme: scheme.local.scheme.label(),
+            threads: thread_counts
+                .iter()
+                .zip(by_threads)
+                .map(|(threads, (keywardd, in_process))| ThreadRate {
+                    threads: *threads,
+                    sigs_per_s: median(&keywardd),
+                    in_process_sigs_per_s: median(&in_process),
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+/// Ed25519 round trips on one connection while 2 other connections sign with the slowest
+/// RSA key back to back (RSA-4096; RSA-2048 in quick mode). Not a target of the issue: it
+/// guards against making RSA fast by letting it hold up every other key (a bot's Ed25519
+/// order waiting behind another bot's RSA signatures).
+fn measure_contention(
+    plan: &Plan,
+    daemon: &Keywardd,
+    schemes: &[SchemeSetup],
+) -> anyhow::Result<Contention> {
+    let find = |wanted: BenchScheme| schemes.iter().find(|s| s.local.scheme == wanted);
+    let rsa = find(BenchScheme::Rsa4096)
+        .or_else(|| find(BenchScheme::Rsa2048))
+        .context("no RSA key to load the daemon with")?;
+    let ed25519 = find(BenchScheme::Ed25519).context("no Ed25519 key")?;
+    let mut loaders = Vec::new();
+    for _ in 0..2 {
+        let mut client = daemon.connect()?;
+        client.sign(&rsa.name, PAYLOAD)?;
+        loaders.push(client);
+    }
+    let mut client = daemon.connect()?;
+    let stop = AtomicBool::new(false);
+    let (summary, rsa_signatures, elapsed) = std::thread::scope(|scope| {
+        let stop = &stop;
+        let workers: Vec<_> = loaders
+            .into_iter()
+            .map(|mut loader| {
+                let name = rsa.name.as_str();
+                scope.spawn(move || -> anyhow::Result<u64> {
+                    let mut count = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        loader.sign(name, PAYLOAD)?;
+                        count += 1;
+                    }
+                    Ok(count)
+                })
+            })
+            .collect();
+        let start = Instant::now();
+        let mut probes = [Probe::new(plan.contention_iterations, || {
+            client.sign(&ed25519.name, PAYLOAD)?;
+            Ok(())
+        })];
+        let measured = interleave(&mut probes, 1);
+        stop.store(true, Ordering::Relaxed);
+        let elapsed = start.elapsed();
+        let mut rsa_signatures = 0;
+        for worker in workers {
+            rsa_signatures += worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("an RSA load thread panicked"))??;
+        }
+        measured?;
+        anyhow::Ok((probes[0].summary(), rsa_signatures, elapsed))
+    })?;
+    Ok(Contention {
+        load: format!(
+            "2 connections signing {} back to back",
+            rsa.local.scheme.label()
+        ),
+        ed25519: summary,
+        load_sigs_per_s: rsa_signatures as f64 / elapsed.as_secs_f64(),
+    })
+}
+
+/// Signatures per second of `threads` threads signing with `key` in-process for `window`.
+fn in_process_throughput(key: &LocalKey, threads: usize, window: Duration) -> anyhow::Result<f64> {
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let barrier = &barrier;
+                scope.spawn(move || -> anyhow::Result<f64> {
+                    barrier.wait();
+                    let start = Instant::now();
+                    let mut count = 0u64;
+                    while start.elapsed() < window {
+                        key.sign(PAYLOAD)?;
+                        count += 1;
+                    }
+                    Ok(count as f64 / start.elapsed().as_secs_f64())
+                })
+            })
+            .collect();
+        let mut total = 0.0;
+        for worker in workers {
+            total += worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a throughput thread panicked"))??;
+        }
+        Ok(total)
+    })
+}
+
+/// Signatures per second of `threads` threads signing back to back for `window`.
+fn throughput(socket: &Path, key: &str, threads: usize, window: Duration) -> anyhow::Result<f64> {
+    // Connect and warm up before any thread starts, so that a failure cannot leave the
+    // others waiting at the barrier.
+    let mut clients = Vec::new();
+    for _ in 0..threads {
+        let mut client = Client::connect(socket)?;
+        client.sign(key, PAYLOAD)?;
+        clients.push(client);
+    }
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = clients
+            .into_iter()
+            .map(|mut client| {
+                let barrier = &barrier;
+                scope.spawn(move || -> anyhow::Result<f64> {
+                    barrier.wait();
+                    let start = Instant::now();
+                    let mut count = 0u64;
+                    while start.elapsed() < window {
+                        client.sign(key, PAYLOAD)?;
+                        count += 1;
+                    }
+                    Ok(count as f64 / start.elapsed().as_secs_f64())
+                })
+            })
+            .collect();
+        let mut total = 0.0;
+        for worker in workers {
+            total += worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a throughput thread panicked"))??;
+        }
+        Ok(total)
+    })
+}
+
+/// RSS of a fresh daemon with 1 key, then with 100 (mostly Ed25519 and HMAC, some RSA-2048
+/// and ECDSA), each key having signed at least once.
+fn measure_rss(program: &Path, dir: &Path, benchmark_daemon_peak_kib: u64) -> anyhow::Result<Rss> {
+    let mut daemon = Keywardd::start(program, dir, "rss")?;
+    let mut client = daemon.connect()?;
+    client.generate("rss-ed25519-0", KeyKind::Ed25519, None)?;
+    for _ in 0..100 {
+        client.sign("rss-ed25519-0", PAYLOAD)?;
+    }
+    let one_key_kib = daemon.rss_kib()?;
+
+    let (ed25519, hmac, ecdsa, rsa) = (45, 45, 5, 5);
+    let mut names = vec!["rss-ed25519-0".to_owned()];
+    for i in 1..ed25519 {
+        let name = format!("rss-ed25519-{i}");
+        client.generate(&name, KeyKind::Ed25519, None)?;
+        names.push(name);
+    }
+    for i in 0..hmac {
+        let name = format!("rss-hmac-{i}");
+        let mut secret = vec![0u8; 32];
+        aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow::anyhow!("no randomness"))?;
+        client.import(
+            &name,
+            Some(Scheme::HmacSha256),
+            SecretBytes::new(secret),
+            None,
+            None,
+        )?;
+        names.push(name);
+    }
+    for i in 0..ecdsa {
+        let name = format!("rss-ecdsa-{i}");
+        client.generate(&name, KeyKind::EcdsaP256, None)?;
+        names.push(name);
+    }
+    for i in 0..rsa {
+        let name = format!("rss-rsa-{i}");
+        client.generate(&name, KeyKind::Rsa2048, None)?;
+        names.push(name);
+    }
+    anyhow::ensure!(names.len() == 100, "the RSS mix is not 100 keys");
+    let listed = client.list()?.len();
+    anyhow::ensure!(listed == 100, "the daemon lists {listed} keys, not 100");
+    for name in &names {
+        client.sign(name, PAYLOAD)?;
+    }
+    let hundred_keys_kib = daemon.rss_kib()?;
+    Ok(Rss {
+        one_key_kib,
+        hundred_keys_kib,
+        hundred_keys_mix: format!(
+            "{ed25519} ed25519 + {hmac} hmac-sha256 + {ecdsa} ecdsa-p256 + {rsa} rsa-2048"
+        ),
+        benchmark_daemon_peak_kib,
+    })
+}
+
+/// The targets of issue 5, judged on this run's figures.
+fn targets(report: &Report) -> Vec<Target> {
+    let mut targets = Vec::new();
+    let floor = report.floor.p50_us;
+    for latency in &report.latency {
+        let scheme = latency.scheme;
+        if scheme.starts_with("rsa-") {
+            targets.push(Target::at_most(
+                format!("{scheme} p50 round trip / in-process p50"),
+                latency.keywardd.p50_us / latency.in_process.p50_us,
+                1.10,
+                "×",
+            ));
+        } else {
+            targets.push(Target::at_most(
+                format!("{scheme} p50 round trip ≤ in-process p50 + 3 × floor"),
+                latency.keywardd.p50_us,
+                latency.in_process.p50_us + 3.0 * floor,
+                "µs",
+            ));
+        }
+    }
+    if let Some(rsa) = report.throughput.iter().find(|t| t.scheme == "rsa-2048") {
+        targets.push(Target::at_least(
+            "rsa-2048 throughput, 2 threads / 1 thread".into(),
+            rsa.scaling(),
+            1.7,
+            "×",
+        ));
+    }
+    targets.push(Target::at_least(
+        format!(
+            "sign_batch({}) / {} single round trips, {}",
+            report.batch.payloads, report.batch.payloads, report.batch.scheme
+        ),
+        report.batch.ratio,
+        5.0,
+        "×",
+    ));
+    for agent in report.ssh_agent.iter().flatten() {
+        let limit = if agent.scheme == "ed25519" { 10.0 } else { 1.5 };
+        targets.push(Target::at_least(
+            format!("{} speed-up over ssh-agent (p50)", agent.scheme),
+            agent.speedup,
+            limit,
+            "×",
+        ));
+    }
+    targets.push(Target::at_most(
+        "RSS with 100 keys".into(),
+        report.rss.hundred_keys_kib as f64 / 1024.0,
+        32.0,
+        "MiB",
+    ));
+    targets
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The 1-minute load average, which tells how busy the shared machine was.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn machine(load_before: f64, noise: Noise) -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
+        .map_or_else(
+            || "unknown CPU".to_owned(),
+            |(_, name)| name.trim().to_owned(),
+        );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(
+        |_| "unknown".to_owned(),
+        |release| release.trim().to_owned(),
+    );
+    Machine {
+        cores: cores(),
+        cpu,
+        kernel,
+        load_average_at_start: load_before,
+        noise,
+    }
+}
+
+/// The hidden `--load` mode (see the crate documentation).
+#[derive(Debug)]
+pub(crate) struct Load {
+    socket: PathBuf,
+    scheme: BenchScheme,
+    threads: usize,
+    window: Duration,
+}
+
+impl Load {
+    pub(crate) fn new(
+        socket: PathBuf,
+        scheme: &str,
+        threads: usize,
+        seconds: f64,
+    ) -> anyhow::Result<Load> {
+        let scheme = BenchScheme::ALL
+            .into_iter()
+            .find(|known| known.label() == scheme)
+            .with_context(|| format!("unknown scheme {scheme:?}"))?;
+        anyhow::ensure!(
+            threads > 0 && seconds > 0.0,
+            "threads and seconds must be positive"
+        );
+        Ok(Load {
+            socket,
+            scheme,
+            threads,
+            window: Duration::from_secs_f64(seconds),
+        })
+    }
+
+    pub(crate) fn run(&self) -> anyhow::Result<()> {
+        let mut client = Client::connect(&self.socket)?;
+        let name = format!("load-{}-{}", self.scheme.label(), std::process::id());
+        self.scheme.generate()?.import(&mut client, &name)?;
+        let mut probes = [Probe::new(200, || {
+            client.sign(&name, PAYLOAD)?;
+            Ok(())
+        })];
+        interleave(&mut probes, 1)?;
+        let latency = probes[0].summary();
+        crate::emit(&format!(
+            "{}: p50 {:.1} µs, p99 {:.1} µs (one connection)\n",
+            self.scheme.label(),
+            latency.p50_us,
+            latency.p99_us
+        ))?;
+        let rate = throughput(&self.socket, &name, self.threads, self.window)?;
+        crate::emit(&format!(
+            "{}: {rate:.0} signatures/s with {} thread(s)\n",
+            self.scheme.label(),
+            self.threads
+        ))?;
+        Ok(())
+    }
+}
