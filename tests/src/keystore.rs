@@ -14,14 +14,11 @@
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use keyward_client::{Client, ErrorCode};
 use tempfile::TempDir;
 
-use crate::{Daemon, FOREIGN_ENV, Output, START_TIMEOUT, keywardd_bin, run, temp_dir};
+use crate::{Daemon, Output, StartFailure, keywardd_bin, run, temp_dir};
 
 /// The Python interpreter: `$KEYWARD_PYTHON`, else `python3` (as [`crate::verify`] uses).
 fn python_bin() -> String {
@@ -34,22 +31,6 @@ fn python_bin() -> String {
 /// A command running the Python interpreter (`$KEYWARD_PYTHON`, else `python3`).
 pub fn python() -> Command {
     Command::new(python_bin())
-}
-
-/// How a daemon that was expected to serve ended instead.
-#[derive(Debug)]
-pub struct StartFailure {
-    /// Its exit code (`None`: killed by a signal).
-    pub code: Option<i32>,
-    /// Everything it logged.
-    pub log: String,
-}
-
-impl StartFailure {
-    /// The last line the daemon logged (its reason for exiting), without timestamps or level.
-    pub fn last_line(&self) -> &str {
-        self.log.lines().last().unwrap_or_default()
-    }
 }
 
 impl Daemon {
@@ -75,53 +56,17 @@ impl Daemon {
     ) -> Result<Daemon, StartFailure> {
         let dir = temp_dir();
         let socket = dir.path().join("run").join("keyward.sock");
-        let log = dir.path().join("keywardd.log");
+        let home = dir.path().to_path_buf();
         let mut command = Command::new(keywardd_bin());
-        command.env("KEYWARD_LOG", "info").env("HOME", dir.path());
-        for variable in FOREIGN_ENV {
-            command.env_remove(variable);
-        }
+        // Set after the harness has removed the machine's own variables (see `launch`), so
+        // that a test can give e.g. CREDENTIALS_DIRECTORY.
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command
-            .arg("--keystore")
-            .arg(keystore)
-            .arg("--socket")
-            .arg(&socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("cannot create the daemon log"))
-            .spawn()
-            .expect("cannot start keywardd");
-        let mut daemon = Daemon {
-            child,
-            dir,
-            socket,
-            log,
-            stopped: false,
-        };
-        let started = Instant::now();
-        loop {
-            if let Some(status) = daemon.child.try_wait().expect("cannot poll keywardd") {
-                daemon.stopped = true;
-                return Err(StartFailure {
-                    code: status.code(),
-                    log: daemon.log(),
-                });
-            }
-            match Client::connect(&daemon.socket) {
-                Ok(_) => return Ok(daemon),
-                Err(err) if err.code() == Some(ErrorCode::Denied) => return Ok(daemon),
-                Err(err) if started.elapsed() > START_TIMEOUT => panic!(
-                    "keywardd did not serve {} within {START_TIMEOUT:?} ({err}); its stderr:\n{}",
-                    daemon.socket.display(),
-                    daemon.log()
-                ),
-                Err(_) => sleep(Duration::from_millis(10)),
-            }
-        }
+        let store_args = [OsStr::new("--keystore"), keystore.as_os_str()];
+        let mut daemon = Daemon::launch(command, dir, &home, socket, &store_args, args);
+        daemon.wait_until_serving()?;
+        Ok(daemon)
     }
 
     /// The daemon's process id.

@@ -197,6 +197,22 @@ where
     )
 }
 
+/// How a daemon that was expected to serve ended instead.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// Its exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// Everything it logged.
+    pub log: String,
+}
+
+impl StartFailure {
+    /// The last line the daemon logged (its reason for exiting), without timestamps or level.
+    pub fn last_line(&self) -> &str {
+        self.log.lines().last().unwrap_or_default()
+    }
+}
+
 /// A running `keywardd --ephemeral` on a socket in its own temporary directory.
 ///
 /// Dropping it sends SIGTERM and waits; unless the test is already failing, it then asserts
@@ -257,13 +273,35 @@ impl Daemon {
         Daemon::spawn(command, dir, &home, socket, args)
     }
 
-    /// Spawns the daemon with `home` as its `$HOME`, so that nothing of the machine's own
-    /// setup (a config file in ~/.config, XDG directories, systemd's variables) leaks in.
+    /// Spawns the daemon (`--ephemeral`) with `home` as its `$HOME`, so that nothing of the
+    /// machine's own setup (a config file in ~/.config, XDG directories, systemd's variables)
+    /// leaks in, and waits until it serves.
     fn spawn(
+        command: Command,
+        dir: TempDir,
+        home: &Path,
+        socket: PathBuf,
+        args: &[&str],
+    ) -> Daemon {
+        let ephemeral = [OsStr::new("--ephemeral")];
+        let mut daemon = Daemon::launch(command, dir, home, socket, &ephemeral, args);
+        if let Err(failed) = daemon.wait_until_serving() {
+            panic!(
+                "keywardd exited at start ({:?}); its stderr:\n{}",
+                failed.code, failed.log
+            );
+        }
+        daemon
+    }
+
+    /// Starts `command` as keywardd with `store_args` (`--ephemeral`, or `--keystore DIR`),
+    /// `--socket SOCKET` and `args`, logging to a file in `dir`; does not wait.
+    pub(crate) fn launch(
         mut command: Command,
         dir: TempDir,
         home: &Path,
         socket: PathBuf,
+        store_args: &[&OsStr],
         args: &[&str],
     ) -> Daemon {
         let log = dir.path().join("keywardd.log");
@@ -272,11 +310,17 @@ impl Daemon {
             command.env("KEYWARD_LOG", "info");
         }
         command.env("HOME", home);
+        // Remove the machine's own variables, but not one the caller set on purpose (e.g.
+        // CREDENTIALS_DIRECTORY for a headless unlock).
+        let chosen: Vec<std::ffi::OsString> =
+            command.get_envs().map(|(key, _)| key.to_owned()).collect();
         for variable in FOREIGN_ENV {
-            command.env_remove(variable);
+            if !chosen.iter().any(|key| key == variable) {
+                command.env_remove(variable);
+            }
         }
         let child = command
-            .arg("--ephemeral")
+            .args(store_args)
             .arg("--socket")
             .arg(&socket)
             .args(args)
@@ -285,31 +329,31 @@ impl Daemon {
             .stderr(File::create(&log).expect("cannot create the daemon log"))
             .spawn()
             .expect("cannot start keywardd");
-        let mut daemon = Daemon {
+        Daemon {
             child,
             dir,
             socket,
             log,
             stopped: false,
-        };
-        daemon.wait_until_serving();
-        daemon
+        }
     }
 
-    fn wait_until_serving(&mut self) {
+    /// Waits until a client completes the handshake (or is refused: the daemon is up), or
+    /// says how the daemon exited instead. Panics if it neither serves nor exits in time.
+    pub(crate) fn wait_until_serving(&mut self) -> Result<(), StartFailure> {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("cannot poll keywardd") {
                 self.stopped = true;
-                panic!(
-                    "keywardd exited at start ({status}); its stderr:\n{}",
-                    self.log()
-                );
+                return Err(StartFailure {
+                    code: status.code(),
+                    log: self.log(),
+                });
             }
             match Client::connect(&self.socket) {
-                Ok(_) => return,
+                Ok(_) => return Ok(()),
                 // It answered, if only to refuse us: it is up.
-                Err(err) if err.code() == Some(ErrorCode::Denied) => return,
+                Err(err) if err.code() == Some(ErrorCode::Denied) => return Ok(()),
                 Err(err) if started.elapsed() > START_TIMEOUT => panic!(
                     "keywardd did not serve {} within {START_TIMEOUT:?} ({err}); its stderr:\n{}",
                     self.socket.display(),
