@@ -28,6 +28,16 @@ pub(crate) struct Subject {
     batch: bool,
 }
 
+impl Subject {
+    /// A connection refused before any request was read.
+    pub(crate) fn connection() -> Subject {
+        Subject {
+            kind: "connect",
+            ..Subject::default()
+        }
+    }
+}
+
 /// How the request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {

@@ -14,6 +14,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
+use crate::audit::{Decision, Subject};
 use crate::daemon::Daemon;
 use crate::handler;
 use crate::peer::Peer;
@@ -48,15 +49,22 @@ pub(crate) async fn serve(
         tracing::warn!(
             uid = peer.uid,
             pid = peer.pid,
-            "refused a connection from another user"
+            "refused a connection: no key or admin right is granted to this uid or its groups"
         );
-        let denied = Response::error(
-            ErrorCode::Denied,
-            format!(
-                "uid {} may not use this keywardd (it serves uid {})",
-                peer.uid, daemon.uid
-            ),
+        let reason = format!(
+            "uid {} may not use this keywardd: no key or admin right is granted to it",
+            peer.uid
         );
+        // A refused connection is a decision too: it goes to the audit log. (A failed audit
+        // write changes nothing here: nothing is released.)
+        let _ = daemon.audit.record(
+            &peer,
+            &Subject::connection(),
+            Decision::Deny,
+            &reason,
+            Duration::ZERO,
+        );
+        let denied = Response::error(ErrorCode::Denied, reason);
         // Answer without reading: a refused peer never gets to make the daemon parse anything.
         let _ = write_response(&mut stream, &denied).await;
         return;

@@ -465,7 +465,7 @@ fn with_a_socket_group_only_members_connect_and_each_signs_only_its_own_keys() {
         "{out:#?}"
     );
     assert!(
-        daemon.log()[log_before.len()..].contains("refused a connection from another user"),
+        daemon.log()[log_before.len()..].contains("refused a connection"),
         "{}",
         daemon.log()
     );
@@ -1761,5 +1761,43 @@ fn a_negative_uid_in_the_config_is_named_clearly() {
     assert!(
         message.starts_with("line 2: ") && message.contains("-1"),
         "{message}"
+    );
+}
+
+#[test]
+fn a_peer_refused_at_connect_leaves_one_deny_record_in_the_audit_log() {
+    if !can_switch_uid("a_peer_refused_at_connect_leaves_one_deny_record_in_the_audit_log") {
+        return;
+    }
+    let config = ConfigFile::new("");
+    let audit_path = config.dir().join("audit.jsonl");
+    // No key and no admin right for nobody: it is refused before anything it sends is read.
+    config.set(&format!(
+        "[daemon]\naudit_log = \"{}\"\n",
+        audit_path.display()
+    ));
+    let daemon = start(&config);
+    daemon.open_permissions_to_everyone();
+    let keyward = keyward_for_everyone(&daemon);
+    let out = keyward_as(NOBODY, &keyward, &daemon, &["list"], None);
+    assert!(
+        out.error_line(4)
+            .contains("uid 65534 may not use this keywardd")
+    );
+    let text = fs::read_to_string(&audit_path).unwrap();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{text}");
+    let record = &records[0];
+    assert_eq!(record["request"], "connect");
+    assert_eq!(record["decision"], "deny");
+    assert_eq!(record["uid"], 65534);
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .contains("may not use this keywardd")
     );
 }
