@@ -126,7 +126,7 @@ struct PolicySection {
 }
 
 /// The `[daemon]` section, resolved. Read at start only; flags override it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct DaemonConfig {
     pub(crate) socket: Option<PathBuf>,
     pub(crate) socket_gid: Option<u32>,

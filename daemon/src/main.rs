@@ -280,6 +280,7 @@ async fn serve(
     spawn_signal_handlers(
         &daemon,
         config_source(&args),
+        config.daemon.clone(),
         notifier.clone(),
         shutdown.clone(),
     )?;
@@ -311,6 +312,7 @@ async fn serve(
 fn spawn_signal_handlers(
     daemon: &Arc<Daemon>,
     config: Option<(PathBuf, bool)>,
+    daemon_config_at_start: DaemonConfig,
     notifier: Option<systemd::Notifier>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -332,7 +334,7 @@ fn spawn_signal_handlers(
     let daemon = Arc::clone(daemon);
     tokio::spawn(async move {
         while sighup.recv().await.is_some() {
-            reload_policy(&daemon, config.as_ref());
+            reload_policy(&daemon, config.as_ref(), &daemon_config_at_start);
         }
     });
     Ok(())
@@ -340,7 +342,7 @@ fn spawn_signal_handlers(
 
 /// Re-reads the config file and puts its policy in force, or keeps the old one if the new
 /// file is invalid. The `[daemon]` section is read at start only.
-fn reload_policy(daemon: &Daemon, config: Option<&(PathBuf, bool)>) {
+fn reload_policy(daemon: &Daemon, config: Option<&(PathBuf, bool)>, at_start: &DaemonConfig) {
     let loaded = match config {
         Some((path, must_exist)) => config::load(path, *must_exist).map_err(|err| err.to_string()),
         None => config::parse(""),
@@ -349,6 +351,11 @@ fn reload_policy(daemon: &Daemon, config: Option<&(PathBuf, bool)>) {
         Ok(new) => {
             daemon.set_policy(new.policy);
             tracing::info!("SIGHUP: policy reloaded");
+            if new.daemon != *at_start {
+                tracing::warn!(
+                    "SIGHUP: the [daemon] section changed; those settings take effect only at restart"
+                );
+            }
         }
         Err(err) => tracing::error!(
             "SIGHUP: the new config is invalid, the old policy stays in force: {err}"
