@@ -460,31 +460,8 @@ fn measure_contention(
 
 /// Signatures per second of `threads` threads signing with `key` in-process for `window`.
 fn in_process_throughput(key: &LocalKey, threads: usize, window: Duration) -> anyhow::Result<f64> {
-    let barrier = Barrier::new(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let barrier = &barrier;
-                scope.spawn(move || -> anyhow::Result<f64> {
-                    barrier.wait();
-                    let start = Instant::now();
-                    let mut count = 0u64;
-                    while start.elapsed() < window {
-                        key.sign(PAYLOAD)?;
-                        count += 1;
-                    }
-                    Ok(count as f64 / start.elapsed().as_secs_f64())
-                })
-            })
-            .collect();
-        let mut total = 0.0;
-        for worker in workers {
-            total += worker
-                .join()
-                .map_err(|_| anyhow::anyhow!("a throughput thread panicked"))??;
-        }
-        Ok(total)
-    })
+    let signers = vec![key; threads];
+    signing_rate(signers, window, |key| key.sign(PAYLOAD).map(drop))
 }
 
 /// Signatures per second of `threads` threads signing back to back for `window`.
@@ -497,18 +474,30 @@ fn throughput(socket: &Path, key: &str, threads: usize, window: Duration) -> any
         client.sign(key, PAYLOAD)?;
         clients.push(client);
     }
-    let barrier = Barrier::new(threads);
+    signing_rate(clients, window, |client| {
+        client.sign(key, PAYLOAD).map(drop).map_err(Into::into)
+    })
+}
+
+/// Runs one thread per signer, all released together by a barrier, each calling `sign`
+/// back to back for `window`; returns the total signatures per second.
+fn signing_rate<S: Send>(
+    signers: Vec<S>,
+    window: Duration,
+    sign: impl Fn(&mut S) -> anyhow::Result<()> + Sync,
+) -> anyhow::Result<f64> {
+    let barrier = Barrier::new(signers.len());
     std::thread::scope(|scope| {
-        let workers: Vec<_> = clients
+        let workers: Vec<_> = signers
             .into_iter()
-            .map(|mut client| {
-                let barrier = &barrier;
+            .map(|mut signer| {
+                let (barrier, sign) = (&barrier, &sign);
                 scope.spawn(move || -> anyhow::Result<f64> {
                     barrier.wait();
                     let start = Instant::now();
                     let mut count = 0u64;
                     while start.elapsed() < window {
-                        client.sign(key, PAYLOAD)?;
+                        sign(&mut signer)?;
                         count += 1;
                     }
                     Ok(count as f64 / start.elapsed().as_secs_f64())
