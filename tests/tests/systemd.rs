@@ -8,7 +8,7 @@
 // Helpers outside #[test] functions may unwrap too: a panic there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
@@ -479,21 +479,16 @@ fn socket_activated_daemon_signs_reports_ready_and_stopping_and_never_makes_a_so
     );
 }
 
-#[test]
-fn credential_passphrase_unlocks_before_ready() {
-    let Some(activate) = tool("systemd-socket-activate") else {
-        return;
-    };
-    let tmp = temp_dir();
-    let dir = tmp.path();
+/// Initialises a keystore in `dir/keystore` with [`PASSPHRASE`] through a daemon started the
+/// ordinary way (not socket-activated), optionally generating an Ed25519 key `key`; returns
+/// the keystore and that key's public PEM.
+fn keystore_with_one_key(dir: &Path, key: Option<&str>) -> (PathBuf, Option<Vec<u8>>) {
     let keystore = dir.join("keystore");
     let passphrase_file = dir.join("passphrase");
     fs::write(&passphrase_file, PASSPHRASE).unwrap();
-
-    // A keystore with one key, made by a daemon started the ordinary way.
     let plain_socket = dir.join("plain").join("keyward.sock");
     let plain = start_plain(dir, &plain_socket, &[&os("--keystore"), &os(&keystore)]);
-    let keyward = |args: &[&str]| {
+    let keyward = |args: &[&OsStr]| {
         run(
             Command::new(keyward_bin())
                 .arg("--socket")
@@ -503,27 +498,51 @@ fn credential_passphrase_unlocks_before_ready() {
         )
     };
     keyward(&[
-        "init",
-        "--passphrase-file",
-        passphrase_file.to_str().unwrap(),
+        OsStr::new("init"),
+        OsStr::new("--passphrase-file"),
+        passphrase_file.as_os_str(),
     ])
     .success();
-    let out = keyward(&["generate", "bot", "--scheme", "ed25519"]);
-    out.success();
-    let public = dir.join("bot.pub.pem");
-    fs::write(&public, &out.stdout).unwrap();
+    let public = key.map(|name| {
+        let out = keyward(&[
+            OsStr::new("generate"),
+            OsStr::new(name),
+            OsStr::new("--scheme"),
+            OsStr::new("ed25519"),
+        ]);
+        out.success();
+        out.stdout
+    });
     stop_plain(plain);
+    (keystore, public)
+}
 
-    // What systemd's LoadCredentialEncrypted= leaves: a private directory, a read-only file.
+/// What systemd's LoadCredentialEncrypted= leaves: a private directory holding a read-only
+/// file `passphrase` with `contents`.
+fn credentials_dir(dir: &Path, contents: &[u8]) -> PathBuf {
     let credentials = dir.join("credentials");
     fs::create_dir(&credentials).unwrap();
     fs::set_permissions(&credentials, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(credentials.join("passphrase"), PASSPHRASE).unwrap();
+    fs::write(credentials.join("passphrase"), contents).unwrap();
     fs::set_permissions(
         credentials.join("passphrase"),
         fs::Permissions::from_mode(0o400),
     )
     .unwrap();
+    credentials
+}
+
+#[test]
+fn credential_passphrase_unlocks_before_ready() {
+    let Some(activate) = tool("systemd-socket-activate") else {
+        return;
+    };
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let (keystore, public_pem) = keystore_with_one_key(dir, Some("bot"));
+    let public = dir.join("bot.pub.pem");
+    fs::write(&public, public_pem.unwrap()).unwrap();
+    let credentials = credentials_dir(dir, PASSPHRASE);
 
     let mut notify = Notifications::bind(dir.join("notify.sock"));
     let mut daemon = Activated::start(
@@ -584,25 +603,8 @@ fn a_wrong_credential_passphrase_exits_without_ready() {
     };
     let tmp = temp_dir();
     let dir = tmp.path();
-    let keystore = dir.join("keystore");
-    let passphrase_file = dir.join("passphrase");
-    fs::write(&passphrase_file, PASSPHRASE).unwrap();
-    let plain_socket = dir.join("plain").join("keyward.sock");
-    let plain = start_plain(dir, &plain_socket, &[&os("--keystore"), &os(&keystore)]);
-    run(
-        Command::new(keyward_bin())
-            .arg("--socket")
-            .arg(&plain_socket)
-            .args(["init", "--passphrase-file"])
-            .arg(&passphrase_file),
-        None,
-    )
-    .success();
-    stop_plain(plain);
-
-    let credentials = dir.join("credentials");
-    fs::create_dir(&credentials).unwrap();
-    fs::write(credentials.join("passphrase"), b"not the passphrase\n").unwrap();
+    let (keystore, _) = keystore_with_one_key(dir, None);
+    let credentials = credentials_dir(dir, b"not the passphrase\n");
     let mut notify = Notifications::bind(dir.join("notify.sock"));
     let mut daemon = Activated::start(
         &activate,
