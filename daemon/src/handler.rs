@@ -13,7 +13,7 @@ use crate::failure::Failure;
 use crate::import;
 use crate::keyring::Key;
 use crate::peer::Peer;
-use crate::policy::check_payload;
+use crate::policy::{Policy, check_payload};
 use crate::signer::{KeyError, Signer};
 use zeroize::Zeroizing;
 
@@ -22,8 +22,10 @@ use zeroize::Zeroizing;
 pub(crate) async fn handle(daemon: &Arc<Daemon>, peer: &Peer, request: Request) -> Response {
     let started = Instant::now();
     let subject = daemon.audit.subject(&request);
-    let result = match authorize(daemon, peer, &request) {
-        Ok(()) => dispatch(daemon, peer, request).await,
+    // One snapshot for the whole request: a SIGHUP mid-request cannot mix two policies.
+    let policy = daemon.policy();
+    let result = match authorize(daemon, &policy, peer, &request) {
+        Ok(()) => dispatch(daemon, &policy, peer, request).await,
         Err(denied) => Err(denied),
     };
     let (response, decision, reason) = match result {
@@ -95,8 +97,12 @@ fn is_admin_request(request: &Request) -> bool {
 
 /// Checks the peer's rights before anything else happens (so a refusal reveals nothing,
 /// not even whether a key exists).
-fn authorize(daemon: &Daemon, peer: &Peer, request: &Request) -> Result<(), Failure> {
-    let policy = daemon.policy();
+fn authorize(
+    daemon: &Daemon,
+    policy: &Policy,
+    peer: &Peer,
+    request: &Request,
+) -> Result<(), Failure> {
     let denied = |what: String| Err(Failure::new(ErrorCode::Denied, what));
     if is_admin_request(request) && !policy.is_admin(peer, daemon.uid) {
         return denied(format!(
@@ -122,8 +128,12 @@ fn authorize(daemon: &Daemon, peer: &Peer, request: &Request) -> Result<(), Fail
 }
 
 /// Applies the key's payload rules and rate limit to the payloads about to be signed.
-fn enforce_key_policy(daemon: &Daemon, key: &str, payloads: &[&[u8]]) -> Result<(), Failure> {
-    let policy = daemon.policy();
+fn enforce_key_policy(
+    daemon: &Daemon,
+    policy: &Policy,
+    key: &str,
+    payloads: &[&[u8]],
+) -> Result<(), Failure> {
     let rules = policy.for_key(key);
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -164,6 +174,7 @@ fn enforce_key_policy(daemon: &Daemon, key: &str, payloads: &[&[u8]]) -> Result<
 
 async fn dispatch(
     daemon: &Arc<Daemon>,
+    policy: &Policy,
     peer: &Peer,
     request: Request,
 ) -> Result<Response, Failure> {
@@ -172,7 +183,7 @@ async fn dispatch(
         Request::Sign { key, payload } => {
             // Looked up first, so rate-limit buckets exist only for real keys.
             let key_entry = daemon.keyring.get(&key)?;
-            enforce_key_policy(daemon, &key, &[&payload])?;
+            enforce_key_policy(daemon, policy, &key, &[&payload])?;
             let key = key_entry;
             daemon.touch();
             let (scheme, mut signatures) = sign_all(key, vec![payload]).await?;
@@ -193,7 +204,7 @@ async fn dispatch(
             }
             let key_entry = daemon.keyring.get(&key)?;
             let views: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-            enforce_key_policy(daemon, &key, &views)?;
+            enforce_key_policy(daemon, policy, &key, &views)?;
             let key = key_entry;
             daemon.touch();
             let payloads = payloads
@@ -209,7 +220,6 @@ async fn dispatch(
         }
         Request::List => {
             // A peer sees only the keys it may use; admins see every key.
-            let policy = daemon.policy();
             let admin = policy.is_admin(peer, daemon.uid);
             let keys = daemon.keyring.list()?;
             Ok(Response::Keys {
