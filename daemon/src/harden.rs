@@ -1,7 +1,8 @@
 //! Process hardening at start: no core dumps, no ptrace by other processes of our uid, and
 //! (where the memlock limit allows) all memory locked so no secret can be written to swap.
 //!
-//! Every call here goes through `nix`'s safe wrappers: this crate has no `unsafe` at all.
+//! Every call here goes through `nix`'s safe wrappers: this module has no `unsafe` (the
+//! crate's one `unsafe` block is in `systemd.rs`).
 
 use nix::sys::mman::{MlockAllFlags, mlockall};
 use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
@@ -13,15 +14,6 @@ use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
 /// otherwise, and a refused allocation aborts the process), so the check must cover the
 /// reservations, not just the pages touched.
 const GROWTH_HEADROOM: u64 = 320 * 1024 * 1024;
-
-/// What happened to memory locking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MemoryLock {
-    /// All current and future memory is locked.
-    Locked,
-    /// Not locked: the limit is too small (and `--require-mlock` was not given).
-    Unlocked,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HardenError {
@@ -40,9 +32,10 @@ fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> HardenError {
     move |source| HardenError::Sys { what, source }
 }
 
-/// Disables core dumps and ptrace attachment, then locks memory if the limit allows.
+/// Disables core dumps and ptrace attachment, then locks memory if the limit allows (a
+/// failure to lock is a warning in the log unless `require_mlock`).
 /// `kdf_memory` is the Argon2 memory (bytes) that unlocking will allocate.
-pub(crate) fn harden(kdf_memory: u64, require_mlock: bool) -> Result<MemoryLock, HardenError> {
+pub(crate) fn harden(kdf_memory: u64, require_mlock: bool) -> Result<(), HardenError> {
     // A core file would hold every unlocked key.
     setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(sys("cannot disable core dumps"))?;
     // Non-dumpable: no core dump either way, and other processes of our uid cannot ptrace us
@@ -65,7 +58,7 @@ pub(crate) fn harden(kdf_memory: u64, require_mlock: bool) -> Result<MemoryLock,
              unlocked keys could be written to swap. Raise the limit (systemd: LimitMEMLOCK=, \
              shell: ulimit -l) or pass --require-mlock to refuse to run like this."
         );
-        return Ok(MemoryLock::Unlocked);
+        return Ok(());
     }
     // MCL_ONFAULT: lock pages as they are first touched instead of populating every new
     // mapping up front. Locking is the same (no page of ours can be swapped out), but thread
@@ -75,10 +68,10 @@ pub(crate) fn harden(kdf_memory: u64, require_mlock: bool) -> Result<MemoryLock,
         | MlockAllFlags::MCL_FUTURE
         | MlockAllFlags::from_bits_retain(nix::libc::MCL_ONFAULT);
     match mlockall(flags) {
-        Ok(()) => Ok(MemoryLock::Locked),
+        Ok(()) => Ok(()),
         Err(err) if !require_mlock => {
             tracing::warn!("MEMORY IS NOT LOCKED: mlockall failed: {err}");
-            Ok(MemoryLock::Unlocked)
+            Ok(())
         }
         Err(err) => Err(sys("mlockall failed")(err)),
     }

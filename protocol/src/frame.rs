@@ -81,15 +81,6 @@ pub fn split_frame(buf: &[u8], max: u32) -> Result<Option<Split<'_>>, FrameError
     Ok(rest.split_at_checked(len))
 }
 
-/// Appends a whole frame (header and body) for `body` to `out`.
-pub fn write_frame(body: &[u8], max: u32, out: &mut Vec<u8>) -> Result<(), FrameError> {
-    let header = header_for(body.len(), max)?;
-    out.reserve(HEADER_LEN + body.len());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(body);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,13 +130,13 @@ mod tests {
 
     #[test]
     fn a_body_exactly_at_the_limit_is_accepted_and_one_more_byte_is_not() {
-        let mut out = Vec::new();
         let body = vec![1u8; DEFAULT as usize];
-        write_frame(&body, DEFAULT, &mut out).unwrap();
+        let mut out = header_for(body.len(), DEFAULT).unwrap().to_vec();
+        out.extend_from_slice(&body);
         let (got, rest) = split_frame(&out, DEFAULT).unwrap().unwrap();
         assert_eq!(got.len(), DEFAULT as usize);
         assert!(rest.is_empty());
         let body = vec![1u8; DEFAULT as usize + 1];
-        assert!(write_frame(&body, DEFAULT, &mut Vec::new()).is_err());
+        assert!(header_for(body.len(), DEFAULT).is_err());
     }
 }
