@@ -1,13 +1,14 @@
-//! The daemon's shared state: the keyring, where keys persist, and who the peers are.
+//! The daemon's shared state: the keyring, the keystore's lifecycle, the policy in force and
+//! the audit log. Request handling is in `handler/`.
 
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
 
-use keyward_protocol::{KeystoreState, Status, UnreadableKey};
-use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
+use keyward_protocol::{SecretBytes, Status};
 
 use crate::audit::AuditLog;
+use crate::failure::Failure;
 use crate::keyring::Keyring;
+use crate::lifecycle::{AutoLock, Lifecycle};
 use crate::peer::Peer;
 use crate::policy::{Policy, RateLimiter};
 use crate::store::Store;
@@ -17,16 +18,8 @@ use crate::store::Store;
 pub(crate) struct Settings {
     /// Largest request frame body accepted.
     pub(crate) max_frame: u32,
-    /// Lock after this long without a signature (`None`: never).
-    pub(crate) idle_lock: Option<Duration>,
-    /// Lock this long after unlock, used or not (`None`: never).
-    pub(crate) max_unlock: Option<Duration>,
-}
-
-#[derive(Debug)]
-struct Timers {
-    unlocked_at: Option<Instant>,
-    last_used: Instant,
+    /// When the keystore locks by itself.
+    pub(crate) auto_lock: AutoLock,
 }
 
 #[derive(Debug)]
@@ -35,15 +28,12 @@ pub(crate) struct Daemon {
     /// The daemon's own uid: it and root are served.
     pub(crate) uid: u32,
     pub(crate) keyring: Keyring,
-    pub(crate) store: Store,
+    /// Init, unlock, lock, passphrase change, adding and removing keys (one admin lock).
+    pub(crate) lifecycle: Lifecycle,
     pub(crate) audit: AuditLog,
     pub(crate) rates: RateLimiter,
     /// The policy in force; SIGHUP replaces the whole snapshot at once.
     policy: RwLock<Arc<Policy>>,
-    /// Serialises requests that change keys, so "exists?" and "add" cannot interleave.
-    admin: AsyncMutex<()>,
-    timers: Mutex<Timers>,
-    unreadable: Mutex<Vec<UnreadableKey>>,
 }
 
 impl Daemon {
@@ -53,25 +43,15 @@ impl Daemon {
         policy: Policy,
         audit: AuditLog,
     ) -> Arc<Daemon> {
-        let keyring = if store.is_ephemeral() {
-            Keyring::unlocked_empty()
-        } else {
-            Keyring::default()
-        };
+        let lifecycle = Lifecycle::new(store, settings.auto_lock);
         Arc::new(Daemon {
             settings,
             uid: nix::unistd::geteuid().as_raw(),
-            keyring,
-            store,
+            keyring: lifecycle.initial_keyring(),
+            lifecycle,
             audit,
             rates: RateLimiter::default(),
             policy: RwLock::new(Arc::new(policy)),
-            admin: AsyncMutex::new(()),
-            timers: Mutex::new(Timers {
-                unlocked_at: None,
-                last_used: Instant::now(),
-            }),
-            unreadable: Mutex::new(Vec::new()),
         })
     }
 
@@ -98,94 +78,26 @@ impl Daemon {
         self.policy().may_connect(peer, self.uid)
     }
 
-    pub(crate) async fn admin(&self) -> AsyncMutexGuard<'_, ()> {
-        self.admin.lock().await
-    }
-
-    fn timers(&self) -> std::sync::MutexGuard<'_, Timers> {
-        self.timers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Records a use of the keys (restarts the idle auto-lock clock).
     pub(crate) fn touch(&self) {
-        self.timers().last_used = Instant::now();
+        self.lifecycle.touch();
     }
 
-    /// Records a successful unlock and the key files that could not be read.
-    pub(crate) fn mark_unlocked(&self, unreadable: Vec<UnreadableKey>) {
-        let now = Instant::now();
-        let mut timers = self.timers();
-        timers.unlocked_at = Some(now);
-        timers.last_used = now;
-        *self.unreadable.lock().unwrap_or_else(|p| p.into_inner()) = unreadable;
+    pub(crate) async fn unlock(&self, passphrase: SecretBytes) -> Result<(), Failure> {
+        self.lifecycle.unlock(&self.keyring, passphrase).await
     }
 
-    /// Drops every decrypted key. A no-op for an ephemeral daemon, whose keys exist nowhere
-    /// else: locking would simply destroy them.
-    pub(crate) fn lock(&self, why: &str) {
-        if self.store.is_ephemeral() {
-            return;
-        }
-        self.store.lock();
-        if self.keyring.is_unlocked() {
-            self.keyring.lock();
-            self.timers().unlocked_at = None;
-            tracing::info!("keystore locked ({why})");
-        }
-    }
-
-    /// How long until each auto-lock fires, if armed.
-    fn lock_deadlines(&self) -> (Option<Duration>, Option<Duration>) {
-        let timers = self.timers();
-        let Some(unlocked_at) = timers.unlocked_at else {
-            return (None, None);
-        };
-        let now = Instant::now();
-        let left = |since: Instant, ttl: Duration| (since + ttl).saturating_duration_since(now);
-        (
-            self.settings
-                .idle_lock
-                .map(|ttl| left(timers.last_used, ttl)),
-            self.settings.max_unlock.map(|ttl| left(unlocked_at, ttl)),
-        )
+    /// Drops every decrypted key (a no-op for an ephemeral daemon).
+    pub(crate) async fn lock(&self, why: &str) {
+        self.lifecycle.lock(&self.keyring, why).await;
     }
 
     /// Locks when an auto-lock deadline has passed. Called periodically.
-    pub(crate) fn enforce_auto_lock(&self) {
-        match self.lock_deadlines() {
-            (Some(idle), _) if idle.is_zero() => self.lock("idle timeout"),
-            (_, Some(max)) if max.is_zero() => self.lock("maximum unlock time"),
-            _ => {}
-        }
+    pub(crate) async fn enforce_auto_lock(&self) {
+        self.lifecycle.enforce_auto_lock(&self.keyring).await;
     }
 
     pub(crate) fn status(&self) -> Status {
-        let unlocked = self.keyring.is_unlocked();
-        let state = if self.store.is_ephemeral() {
-            KeystoreState::Ephemeral
-        } else if !self.store.is_initialized() {
-            KeystoreState::Uninitialized
-        } else if unlocked {
-            KeystoreState::Unlocked
-        } else {
-            KeystoreState::Locked
-        };
-        let (idle, max) = self.lock_deadlines();
-        Status {
-            state,
-            keys: u32::try_from(self.keyring.len()).unwrap_or(u32::MAX),
-            idle_lock_in: idle.map(|d| d.as_secs()),
-            max_unlock_in: max.map(|d| d.as_secs()),
-            unreadable: if unlocked {
-                self.unreadable
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone()
-            } else {
-                Vec::new()
-            },
-        }
+        self.lifecycle.status(&self.keyring)
     }
 }

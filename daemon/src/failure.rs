@@ -3,6 +3,7 @@
 use keyward_protocol::{ErrorCode, Response};
 
 use crate::keyring::KeyringError;
+use crate::keystore::KeystoreError;
 use crate::signer::{KeyError, SignError};
 
 /// A request that failed. The message goes to the client and the log, so it is built only
@@ -43,6 +44,7 @@ impl From<KeyringError> for Failure {
     fn from(err: KeyringError) -> Failure {
         let code = match err {
             KeyringError::Locked => ErrorCode::Locked,
+            KeyringError::NotInitialized => ErrorCode::NotInitialized,
             KeyringError::UnknownKey(_) => ErrorCode::UnknownKey,
             KeyringError::Exists(_) => ErrorCode::KeyExists,
         };
@@ -62,5 +64,30 @@ impl From<KeyError> for Failure {
 impl From<SignError> for Failure {
     fn from(err: SignError) -> Failure {
         Failure::internal("signing failed", &err)
+    }
+}
+
+impl From<KeystoreError> for Failure {
+    fn from(err: KeystoreError) -> Failure {
+        let code = match &err {
+            KeystoreError::NotInitialized => ErrorCode::NotInitialized,
+            KeystoreError::AlreadyInitialized => ErrorCode::AlreadyInitialized,
+            KeystoreError::WrongPassphrase => ErrorCode::WrongPassphrase,
+            KeystoreError::KeyExists(_) => ErrorCode::KeyExists,
+            KeystoreError::UnknownKey(_) => ErrorCode::UnknownKey,
+            KeystoreError::InvalidName(_) => ErrorCode::BadRequest,
+            KeystoreError::InvalidRecord { .. } => ErrorCode::InvalidKey,
+            _ => {
+                tracing::error!("keystore: {err}");
+                ErrorCode::Internal
+            }
+        };
+        // The I/O variant keeps the OS reason as its source (for `{:#}` chains); a client
+        // gets one line with both.
+        let message = match &err {
+            KeystoreError::Io { source, .. } => format!("{err}: {source}"),
+            _ => err.to_string(),
+        };
+        Failure::new(code, message)
     }
 }

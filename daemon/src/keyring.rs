@@ -6,6 +6,7 @@
 //! never holds the lock and admin requests never wait on one.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use keyward_protocol::KeyInfo;
@@ -38,6 +39,8 @@ impl Key {
 pub(crate) enum KeyringError {
     #[error("the keystore is locked; run `keyward unlock`")]
     Locked,
+    #[error("the keystore is not initialized (locked, with no keys); run `keyward init`")]
+    NotInitialized,
     #[error("no key named {0:?}")]
     UnknownKey(String),
     #[error("a key named {0:?} exists already")]
@@ -49,6 +52,9 @@ type Keys = BTreeMap<String, Arc<Key>>;
 #[derive(Debug, Default)]
 pub(crate) struct Keyring {
     keys: RwLock<Option<Keys>>,
+    /// Locked because there is no keystore yet (until the first unlock, which `init` does):
+    /// the error then says to run `keyward init`, not `keyward unlock`.
+    uninitialized: AtomicBool,
 }
 
 impl Keyring {
@@ -56,6 +62,23 @@ impl Keyring {
     pub(crate) fn unlocked_empty() -> Keyring {
         Keyring {
             keys: RwLock::new(Some(Keys::new())),
+            uninitialized: AtomicBool::new(false),
+        }
+    }
+
+    /// A locked keyring whose keystore does not exist yet.
+    pub(crate) fn uninitialized() -> Keyring {
+        Keyring {
+            keys: RwLock::new(None),
+            uninitialized: AtomicBool::new(true),
+        }
+    }
+
+    fn locked(&self) -> KeyringError {
+        if self.uninitialized.load(Ordering::Relaxed) {
+            KeyringError::NotInitialized
+        } else {
+            KeyringError::Locked
         }
     }
 
@@ -83,7 +106,7 @@ impl Keyring {
 
     pub(crate) fn get(&self, name: &str) -> Result<Arc<Key>, KeyringError> {
         let keys = self.read();
-        let keys = keys.as_ref().ok_or(KeyringError::Locked)?;
+        let keys = keys.as_ref().ok_or_else(|| self.locked())?;
         keys.get(name)
             .cloned()
             .ok_or_else(|| KeyringError::UnknownKey(name.to_owned()))
@@ -92,7 +115,7 @@ impl Keyring {
     /// Every key's description, sorted by name.
     pub(crate) fn list(&self) -> Result<Vec<KeyInfo>, KeyringError> {
         let keys = self.read();
-        let keys = keys.as_ref().ok_or(KeyringError::Locked)?;
+        let keys = keys.as_ref().ok_or_else(|| self.locked())?;
         Ok(keys.values().map(|key| key.info.clone()).collect())
     }
 
@@ -100,13 +123,13 @@ impl Keyring {
         let keys = self.read();
         Ok(keys
             .as_ref()
-            .ok_or(KeyringError::Locked)?
+            .ok_or_else(|| self.locked())?
             .contains_key(name))
     }
 
     pub(crate) fn insert(&self, key: Key) -> Result<KeyInfo, KeyringError> {
         let mut keys = self.write();
-        let keys = keys.as_mut().ok_or(KeyringError::Locked)?;
+        let keys = keys.as_mut().ok_or_else(|| self.locked())?;
         if keys.contains_key(&key.info.name) {
             return Err(KeyringError::Exists(key.info.name.clone()));
         }
@@ -117,7 +140,7 @@ impl Keyring {
 
     pub(crate) fn remove(&self, name: &str) -> Result<(), KeyringError> {
         let mut keys = self.write();
-        let keys = keys.as_mut().ok_or(KeyringError::Locked)?;
+        let keys = keys.as_mut().ok_or_else(|| self.locked())?;
         keys.remove(name)
             .map(drop)
             .ok_or_else(|| KeyringError::UnknownKey(name.to_owned()))
@@ -130,6 +153,7 @@ impl Keyring {
             .map(|key| (key.info.name.clone(), Arc::new(key)))
             .collect();
         *self.write() = Some(keys);
+        self.uninitialized.store(false, Ordering::Relaxed);
     }
 
     /// Drops every key. A signature in flight keeps its own `Arc` and finishes; the key is

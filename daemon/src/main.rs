@@ -16,6 +16,7 @@ mod harden;
 mod import;
 mod keyring;
 mod keystore;
+mod lifecycle;
 mod peer;
 mod policy;
 mod server;
@@ -36,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditLog;
 use crate::config::{Config, DaemonConfig};
 use crate::daemon::{Daemon, Settings};
+use crate::lifecycle::AutoLock;
 use crate::store::Store;
 
 /// keywardd: ssh-agent for exchange API keys.
@@ -232,18 +234,19 @@ async fn serve(
     let store = open_store(&args, &config.daemon, kdf)?;
     let settings = Settings {
         max_frame: args.max_frame,
-        idle_lock: non_zero_secs(args.idle_lock.or(config.daemon.idle_lock_secs).unwrap_or(0)),
-        max_unlock: non_zero_secs(
-            args.max_unlock
-                .or(config.daemon.max_unlock_secs)
-                .unwrap_or(0),
-        ),
+        auto_lock: AutoLock {
+            idle: non_zero_secs(args.idle_lock.or(config.daemon.idle_lock_secs).unwrap_or(0)),
+            max_unlocked: non_zero_secs(
+                args.max_unlock
+                    .or(config.daemon.max_unlock_secs)
+                    .unwrap_or(0),
+            ),
+        },
     };
     let daemon = Daemon::new(settings, store, config.policy, open_audit(&config.daemon)?);
     if let Some((path, passphrase)) = headless_passphrase(&args)? {
         daemon
-            .store
-            .unlock(&daemon, passphrase)
+            .unlock(passphrase)
             .await
             .map_err(|failure| anyhow::anyhow!("{}", failure.message))
             .with_context(|| format!("cannot unlock with the passphrase in {}", path.display()))?;
@@ -303,7 +306,7 @@ async fn serve(
     if owns_socket_file && let Err(err) = std::fs::remove_file(&socket_path) {
         tracing::warn!("cannot remove {}: {err}", socket_path.display());
     }
-    daemon.lock("shutdown");
+    daemon.lock("shutdown").await;
     tracing::info!("keywardd stopped");
     Ok(())
 }
@@ -375,7 +378,7 @@ async fn auto_lock(
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => daemon.enforce_auto_lock(),
+            _ = tick.tick() => daemon.enforce_auto_lock().await,
         }
         if let Some(notifier) = &notifier {
             let line = systemd::status_line(&daemon.status());

@@ -6,8 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use keyward_protocol::ErrorCode;
+
+use crate::failure::Failure;
 use crate::peer::Peer;
 
 /// A token bucket's settings.
@@ -174,6 +177,48 @@ fn parameters(payload: &[u8]) -> Result<Vec<(String, String)>, String> {
     Ok(form_urlencoded::parse(payload)
         .map(|(name, value)| (name.into_owned(), value.into_owned()))
         .collect())
+}
+
+/// Applies the key's payload rules and rate limit to the payloads about to be signed.
+pub(crate) fn enforce_key_policy(
+    policy: &Policy,
+    rates: &RateLimiter,
+    key: &str,
+    payloads: &[&[u8]],
+) -> Result<(), Failure> {
+    let rules = policy.for_key(key);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    for payload in payloads {
+        check_payload(rules, payload, now_ms)
+            .map_err(|why| Failure::new(ErrorCode::PolicyViolation, why))?;
+    }
+    if let Some(limit) = rules.rate {
+        let n = u32::try_from(payloads.len()).unwrap_or(u32::MAX);
+        if n > limit.burst {
+            return Err(Failure::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "a batch of {n} exceeds key {key:?}'s burst of {}; split it",
+                    limit.burst
+                ),
+            ));
+        }
+        rates.take(key, limit, n, Instant::now()).map_err(|wait| {
+            Failure::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "rate limit of key {key:?} reached ({}/s); retry in {} ms",
+                    limit.per_sec,
+                    wait.as_millis().max(1)
+                ),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Token buckets, one per key.

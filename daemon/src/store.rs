@@ -1,23 +1,20 @@
-//! Where keys persist: nowhere (ephemeral) or in the encrypted keystore directory, and the
-//! keystore's lifecycle: init, unlock (with a growing delay after wrong passphrases), lock,
-//! passphrase change.
+//! Where keys persist: nowhere (ephemeral) or in the encrypted keystore directory.
+//!
+//! Pure persistence: this module creates, opens and rewrites the keystore and its files on
+//! tokio's blocking pool. When those steps may run, and what they do to the keys in memory,
+//! is the business of `lifecycle.rs`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use keyward_protocol::{ErrorCode, KeyInfo, SecretBytes, UnreadableKey};
 use zeroize::Zeroizing;
 
-use crate::daemon::Daemon;
 use crate::failure::Failure;
 use crate::keyring::Key;
 use crate::keystore::{DataKey, KdfParams, KeyMeta, KeyRecord, Keystore, KeystoreError};
 use crate::signer::Signer;
-
-/// Longest wait after a wrong passphrase (ssh-agent also stops growing at 10 s).
-const MAX_WRONG_PASSPHRASE_DELAY: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub(crate) enum Store {
@@ -33,7 +30,6 @@ pub(crate) struct Vault {
     kdf: KdfParams,
     dir: PathBuf,
     state: Arc<Mutex<VaultState>>,
-    wrong_passphrases: AtomicU32,
 }
 
 #[derive(Debug, Default)]
@@ -42,35 +38,20 @@ struct VaultState {
     data_key: Option<DataKey>,
 }
 
+impl VaultState {
+    fn keystore(&self) -> Result<&Keystore, KeystoreError> {
+        self.keystore.as_ref().ok_or(KeystoreError::NotInitialized)
+    }
+
+    fn keystore_mut(&mut self) -> Result<&mut Keystore, KeystoreError> {
+        self.keystore.as_mut().ok_or(KeystoreError::NotInitialized)
+    }
+}
+
 fn lock_state(state: &Mutex<VaultState>) -> MutexGuard<'_, VaultState> {
     state
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl From<KeystoreError> for Failure {
-    fn from(err: KeystoreError) -> Failure {
-        let code = match &err {
-            KeystoreError::NotInitialized => ErrorCode::NotInitialized,
-            KeystoreError::AlreadyInitialized => ErrorCode::AlreadyInitialized,
-            KeystoreError::WrongPassphrase => ErrorCode::WrongPassphrase,
-            KeystoreError::KeyExists(_) => ErrorCode::KeyExists,
-            KeystoreError::UnknownKey(_) => ErrorCode::UnknownKey,
-            KeystoreError::InvalidName(_) => ErrorCode::BadRequest,
-            KeystoreError::InvalidRecord { .. } => ErrorCode::InvalidKey,
-            _ => {
-                tracing::error!("keystore: {err}");
-                ErrorCode::Internal
-            }
-        };
-        // The I/O variant keeps the OS reason as its source (for `{:#}` chains); a client
-        // gets one line with both.
-        let message = match &err {
-            KeystoreError::Io { source, .. } => format!("{err}: {source}"),
-            _ => err.to_string(),
-        };
-        Failure::new(code, message)
-    }
 }
 
 fn no_keystore(what: &str) -> Failure {
@@ -99,7 +80,6 @@ impl Store {
                 keystore,
                 data_key: None,
             })),
-            wrong_passphrases: AtomicU32::new(0),
         }))
     }
 
@@ -114,8 +94,23 @@ impl Store {
         }
     }
 
+    /// The keystore directory, if there is one.
+    pub(crate) fn dir(&self) -> Option<&Path> {
+        match self {
+            Store::Ephemeral => None,
+            Store::Keystore(vault) => Some(&vault.dir),
+        }
+    }
+
+    fn vault(&self, what: &str) -> Result<&Vault, Failure> {
+        match self {
+            Store::Ephemeral => Err(no_keystore(what)),
+            Store::Keystore(vault) => Ok(vault),
+        }
+    }
+
     /// Forgets the data key (the keyring drops the keys themselves).
-    pub(crate) fn lock(&self) {
+    pub(crate) fn forget_data_key(&self) {
         if let Store::Keystore(vault) = self {
             lock_state(&vault.state).data_key = None;
         }
@@ -165,24 +160,16 @@ impl Store {
         let name = name.to_owned();
         blocking(move || {
             let state = lock_state(&state);
-            let keystore = state
-                .keystore
-                .as_ref()
-                .ok_or(KeystoreError::NotInitialized)?;
+            let keystore = state.keystore()?;
             keystore.remove(&name).map_err(Failure::from)
         })
         .await
     }
 
-    pub(crate) async fn init(
-        &self,
-        daemon: &Daemon,
-        passphrase: SecretBytes,
-    ) -> Result<(), Failure> {
-        let Store::Keystore(vault) = self else {
-            return Err(no_keystore("initialise"));
-        };
-        let _admin = daemon.admin().await;
+    /// Creates the keystore with `passphrase` and keeps its data key (a new keystore is
+    /// unlocked and empty).
+    pub(crate) async fn create(&self, passphrase: SecretBytes) -> Result<(), Failure> {
+        let vault = self.vault("initialise")?;
         let (state, dir, kdf) = (Arc::clone(&vault.state), vault.dir.clone(), vault.kdf);
         blocking(move || {
             let mut state = lock_state(&state);
@@ -194,123 +181,58 @@ impl Store {
             state.data_key = Some(data_key);
             Ok(())
         })
-        .await?;
-        daemon.keyring.unlock_with(Vec::new());
-        daemon.mark_unlocked(Vec::new());
-        tracing::info!(keystore = %vault.dir.display(), "keystore created and unlocked");
-        Ok(())
+        .await
     }
 
-    pub(crate) async fn unlock(
+    /// Checks `passphrase` against the keystore without touching anything.
+    pub(crate) async fn check_passphrase(&self, passphrase: SecretBytes) -> Result<(), Failure> {
+        let state = Arc::clone(&self.vault("unlock")?.state);
+        blocking(move || {
+            let state = lock_state(&state);
+            let keystore = state.keystore()?;
+            keystore
+                .unlock(passphrase.expose())
+                .map(drop)
+                .map_err(Failure::from)
+        })
+        .await
+    }
+
+    /// Unwraps the data key with `passphrase` (and keeps it), then decrypts and parses every
+    /// key file: the keys, and the files that could not be read with the reason for each.
+    pub(crate) async fn open_keys(
         &self,
-        daemon: &Daemon,
         passphrase: SecretBytes,
-    ) -> Result<(), Failure> {
-        let Store::Keystore(vault) = self else {
-            return Err(no_keystore("unlock"));
-        };
-        let _admin = daemon.admin().await;
-        if daemon.keyring.is_unlocked() {
-            // Still check the passphrase: telling someone who mistyped it that it worked
-            // would be wrong, and a free oracle would skip the wrong-passphrase delay.
-            let state = Arc::clone(&vault.state);
-            let checked = blocking(move || {
-                let state = lock_state(&state);
-                let keystore = state
-                    .keystore
-                    .as_ref()
-                    .ok_or(KeystoreError::NotInitialized)?;
-                keystore
-                    .unlock(passphrase.expose())
-                    .map(drop)
-                    .map_err(Failure::from)
-            })
-            .await;
-            return vault.after_passphrase_check(checked).await;
-        }
-        let state = Arc::clone(&vault.state);
-        let unlocked = blocking(move || {
+    ) -> Result<(Vec<Key>, Vec<UnreadableKey>), Failure> {
+        let state = Arc::clone(&self.vault("unlock")?.state);
+        blocking(move || {
             let mut state = lock_state(&state);
-            let keystore = state
-                .keystore
-                .as_ref()
-                .ok_or(KeystoreError::NotInitialized)?;
+            let keystore = state.keystore()?;
             let data_key = keystore.unlock(passphrase.expose())?;
             drop(passphrase);
             let loaded = keystore.load_all(&data_key);
             state.data_key = Some(data_key);
             Ok(parse_loaded(loaded))
         })
-        .await;
-        let (keys, unreadable) = vault.after_passphrase_check(unlocked).await?;
-        for bad in &unreadable {
-            tracing::warn!(key = %bad.name, "key could not be read at unlock: {}", bad.reason);
-        }
-        tracing::info!(
-            keys = keys.len(),
-            unreadable = unreadable.len(),
-            "keystore unlocked"
-        );
-        daemon.keyring.unlock_with(keys);
-        daemon.mark_unlocked(unreadable);
-        Ok(())
+        .await
     }
 
+    /// Rewraps the data key under `new` (the key files stay as they are).
     pub(crate) async fn change_passphrase(
         &self,
-        daemon: &Daemon,
         old: SecretBytes,
         new: SecretBytes,
     ) -> Result<(), Failure> {
-        let Store::Keystore(vault) = self else {
-            return Err(no_keystore("change the passphrase of"));
-        };
-        let _admin = daemon.admin().await;
+        let vault = self.vault("change the passphrase of")?;
         let (state, kdf) = (Arc::clone(&vault.state), vault.kdf);
-        let changed = blocking(move || {
+        blocking(move || {
             let mut state = lock_state(&state);
-            let keystore = state
-                .keystore
-                .as_mut()
-                .ok_or(KeystoreError::NotInitialized)?;
+            let keystore = state.keystore_mut()?;
             keystore
                 .change_passphrase(old.expose(), new.expose(), kdf)
                 .map_err(Failure::from)
         })
-        .await;
-        vault.after_passphrase_check(changed).await?;
-        tracing::info!("keystore passphrase changed");
-        Ok(())
-    }
-}
-
-impl Vault {
-    /// Makes every wrong passphrase cost the caller a growing delay (0.25 s, doubling, at
-    /// most 10 s) before the error is returned. The admin lock is held meanwhile, so
-    /// parallel guesses queue up behind it instead of running side by side.
-    async fn after_passphrase_check<T>(&self, result: Result<T, Failure>) -> Result<T, Failure> {
-        match result {
-            Err(failure) if failure.code == ErrorCode::WrongPassphrase => {
-                let failures = self
-                    .wrong_passphrases
-                    .fetch_add(1, Ordering::SeqCst)
-                    .saturating_add(1);
-                let delay = Duration::from_millis(250)
-                    .saturating_mul(1 << failures.saturating_sub(1).min(6))
-                    .min(MAX_WRONG_PASSPHRASE_DELAY);
-                tracing::warn!(
-                    failures,
-                    "wrong keystore passphrase; answering in {delay:?}"
-                );
-                tokio::time::sleep(delay).await;
-                Err(failure)
-            }
-            Ok(value) => {
-                self.wrong_passphrases.store(0, Ordering::SeqCst);
-                Ok(value)
-            }
-            Err(other) => Err(other),
-        }
+        .await
     }
 }
 

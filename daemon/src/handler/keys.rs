@@ -1,0 +1,95 @@
+//! The keys: List and PublicKey (read), Import, Generate and Remove (admin).
+
+use keyward_protocol::{KeyKind, Response, Scheme, SecretBytes, validate_key_name};
+use zeroize::Zeroizing;
+
+use crate::daemon::Daemon;
+use crate::failure::Failure;
+use crate::import;
+use crate::peer::Peer;
+use crate::policy::Policy;
+use crate::signer::{KeyError, Signer};
+
+pub(super) fn list(daemon: &Daemon, policy: &Policy, peer: &Peer) -> Result<Response, Failure> {
+    // A peer sees only the keys it may use; admins see every key.
+    let admin = policy.is_admin(peer, daemon.uid);
+    let keys = daemon.keyring.list()?;
+    Ok(Response::Keys {
+        keys: keys
+            .into_iter()
+            .filter(|key| admin || policy.may_use(&key.name, peer, daemon.uid))
+            .collect(),
+    })
+}
+
+pub(super) fn public_key(daemon: &Daemon, key: &str) -> Result<Response, Failure> {
+    Ok(Response::Key {
+        key: daemon.keyring.get(key)?.info.clone(),
+    })
+}
+
+pub(super) async fn import(
+    daemon: &Daemon,
+    name: String,
+    scheme: Option<Scheme>,
+    material: SecretBytes,
+    pem_passphrase: Option<SecretBytes>,
+    api_key: Option<String>,
+) -> Result<Response, Failure> {
+    add_key(daemon, name, api_key, move || {
+        let password = pem_passphrase.as_ref().map(|p| p.expose());
+        import::import(scheme, material.expose(), password)
+            .map(|imported| (imported.signer, imported.secret))
+    })
+    .await
+}
+
+pub(super) async fn generate(
+    daemon: &Daemon,
+    name: String,
+    kind: KeyKind,
+    api_key: Option<String>,
+) -> Result<Response, Failure> {
+    add_key(daemon, name, api_key, move || Signer::generate(kind)).await
+}
+
+pub(super) async fn remove(
+    daemon: &Daemon,
+    peer: &Peer,
+    name: String,
+) -> Result<Response, Failure> {
+    daemon.lifecycle.remove_key(&daemon.keyring, &name).await?;
+    tracing::info!(key = %name, uid = peer.uid, "key removed");
+    Ok(Response::Ok)
+}
+
+/// Checks the request's name and API key id, then has the lifecycle make, persist and
+/// insert the key.
+async fn add_key(
+    daemon: &Daemon,
+    name: String,
+    api_key: Option<String>,
+    make: impl FnOnce() -> Result<(Signer, Zeroizing<Vec<u8>>), KeyError> + Send + 'static,
+) -> Result<Response, Failure> {
+    check_name(&name)?;
+    check_api_key(api_key.as_deref())?;
+    let info = daemon
+        .lifecycle
+        .add_key(&daemon.keyring, name, api_key, make)
+        .await?;
+    tracing::info!(key = %info.name, scheme = %info.scheme, "key added");
+    Ok(Response::Key { key: info })
+}
+
+fn check_name(name: &str) -> Result<(), Failure> {
+    validate_key_name(name).map_err(|err| Failure::bad_request(err.to_string()))
+}
+
+fn check_api_key(api_key: Option<&str>) -> Result<(), Failure> {
+    match api_key {
+        Some(id) if id.len() > 256 || id.chars().any(char::is_control) => Err(
+            Failure::bad_request("the API key id must be at most 256 printable characters"),
+        ),
+        _ => Ok(()),
+    }
+}

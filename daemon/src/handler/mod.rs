@@ -1,0 +1,166 @@
+//! What each request does: from a decoded [`Request`] and its peer to a [`Response`].
+//!
+//! This file checks the peer's rights ([`authorize`]), sends each request to its function
+//! (one match arm each) and records the decision; the requests themselves live one family
+//! per file: [`sign`] (Sign, SignBatch), [`keys`] (List, PublicKey, Import, Generate,
+//! Remove) and [`keystore`] (Init, Unlock, Lock, ChangePassphrase, Status). Adding a request
+//! means a function in the right file and an arm in [`dispatch`].
+
+mod keys;
+mod keystore;
+mod sign;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use keyward_protocol::{ErrorCode, Request, Response};
+
+use crate::audit::Decision;
+use crate::daemon::Daemon;
+use crate::failure::Failure;
+use crate::peer::Peer;
+use crate::policy::Policy;
+
+/// Answers one request (after the Hello handshake), and records the decision in the audit
+/// log. With `audit_required`, a signature whose record cannot be written is not released.
+pub(crate) async fn handle(daemon: &Arc<Daemon>, peer: &Peer, request: Request) -> Response {
+    let started = Instant::now();
+    let subject = daemon.audit.subject(&request);
+    // One snapshot for the whole request: a SIGHUP mid-request cannot mix two policies.
+    let policy = daemon.policy();
+    let result = match authorize(daemon, &policy, peer, &request) {
+        Ok(()) => dispatch(daemon, &policy, peer, request).await,
+        Err(denied) => Err(denied),
+    };
+    let (response, decision, reason) = match result {
+        Ok(response) => (response, Decision::Allow, String::new()),
+        Err(failure) => {
+            let decision = match failure.code {
+                ErrorCode::Denied | ErrorCode::PolicyViolation | ErrorCode::RateLimited => {
+                    tracing::warn!(
+                        request = subject.kind,
+                        key = subject.key.as_deref().unwrap_or("-"),
+                        uid = peer.uid,
+                        pid = peer.pid,
+                        "denied: {}",
+                        failure.message
+                    );
+                    Decision::Deny
+                }
+                _ => {
+                    tracing::info!(
+                        request = subject.kind,
+                        uid = peer.uid,
+                        code = %failure.code,
+                        "failed: {}",
+                        failure.message
+                    );
+                    Decision::Error
+                }
+            };
+            let reason = failure.message.clone();
+            (failure.into_response(), decision, reason)
+        }
+    };
+    let recorded = daemon
+        .audit
+        .record(peer, &subject, decision, &reason, started.elapsed());
+    if recorded.is_err()
+        && matches!(
+            response,
+            Response::Signature { .. } | Response::Signatures { .. }
+        )
+    {
+        return Response::error(
+            ErrorCode::Unavailable,
+            "the audit log cannot be written; signing is refused until it can (audit_required)",
+        );
+    }
+    response
+}
+
+/// The admin requests: they change or reveal the keystore as a whole.
+fn is_admin_request(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Import { .. }
+            | Request::Generate { .. }
+            | Request::Remove { .. }
+            | Request::Init { .. }
+            | Request::Unlock { .. }
+            | Request::Lock
+            | Request::ChangePassphrase { .. }
+    )
+}
+
+/// Checks the peer's rights before anything else happens (so a refusal reveals nothing,
+/// not even whether a key exists).
+fn authorize(
+    daemon: &Daemon,
+    policy: &Policy,
+    peer: &Peer,
+    request: &Request,
+) -> Result<(), Failure> {
+    let denied = |what: String| Err(Failure::new(ErrorCode::Denied, what));
+    if is_admin_request(request) && !policy.is_admin(peer, daemon.uid) {
+        return denied(format!(
+            "uid {} may not {}: admin requests need the daemon's uid or an admin uid/group",
+            peer.uid,
+            request.kind()
+        ));
+    }
+    match request {
+        Request::Sign { key, .. } | Request::SignBatch { key, .. }
+            if !policy.may_use(key, peer, daemon.uid) =>
+        {
+            denied(format!("uid {} may not use key {key:?}", peer.uid))
+        }
+        // Public information: a key's users, and admins (who added it), may read it.
+        Request::PublicKey { key }
+            if !policy.may_use(key, peer, daemon.uid) && !policy.is_admin(peer, daemon.uid) =>
+        {
+            denied(format!("uid {} may not use key {key:?}", peer.uid))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn dispatch(
+    daemon: &Arc<Daemon>,
+    policy: &Policy,
+    peer: &Peer,
+    request: Request,
+) -> Result<Response, Failure> {
+    match request {
+        Request::Hello { .. } => Err(Failure::bad_request("Hello was already exchanged")),
+        Request::Sign { key, payload } => sign::sign(daemon, policy, key, payload).await,
+        Request::SignBatch { key, payloads } => {
+            sign::sign_batch(daemon, policy, key, payloads).await
+        }
+        Request::List => keys::list(daemon, policy, peer),
+        Request::PublicKey { key } => keys::public_key(daemon, &key),
+        Request::Import {
+            name,
+            scheme,
+            material,
+            pem_passphrase,
+            api_key,
+        } => keys::import(daemon, name, scheme, material, pem_passphrase, api_key).await,
+        Request::Generate {
+            name,
+            kind,
+            api_key,
+        } => keys::generate(daemon, name, kind, api_key).await,
+        Request::Remove { name } => keys::remove(daemon, peer, name).await,
+        Request::Status => Ok(keystore::status(daemon)),
+        Request::Init { passphrase } => keystore::init(daemon, passphrase).await,
+        Request::Unlock { passphrase } => keystore::unlock(daemon, passphrase).await,
+        Request::Lock => keystore::lock(daemon).await,
+        Request::ChangePassphrase { old, new } => {
+            keystore::change_passphrase(daemon, old, new).await
+        }
+        _ => Err(Failure::bad_request(
+            "this daemon does not know that request",
+        )),
+    }
+}

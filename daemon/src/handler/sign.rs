@@ -1,0 +1,77 @@
+//! Sign and SignBatch: the hot path. The key is looked up, the key's policy applied, then
+//! the payloads signed, inline for fast schemes and on the blocking pool for RSA.
+
+use std::sync::Arc;
+
+use keyward_protocol::{ErrorCode, MAX_BATCH, Response, Scheme};
+use serde_bytes::ByteBuf;
+
+use crate::daemon::Daemon;
+use crate::failure::Failure;
+use crate::keyring::Key;
+use crate::policy::{Policy, enforce_key_policy};
+
+pub(super) async fn sign(
+    daemon: &Daemon,
+    policy: &Policy,
+    key: String,
+    payload: Vec<u8>,
+) -> Result<Response, Failure> {
+    // Looked up first, so rate-limit buckets exist only for real keys.
+    let key_entry = daemon.keyring.get(&key)?;
+    enforce_key_policy(policy, &daemon.rates, &key, &[&payload])?;
+    daemon.touch();
+    let (scheme, mut signatures) = sign_all(key_entry, vec![payload]).await?;
+    let signature = signatures
+        .pop()
+        .ok_or_else(|| Failure::internal("signing failed", &"no signature"))?;
+    Ok(Response::Signature { scheme, signature })
+}
+
+pub(super) async fn sign_batch(
+    daemon: &Daemon,
+    policy: &Policy,
+    key: String,
+    payloads: Vec<ByteBuf>,
+) -> Result<Response, Failure> {
+    if payloads.len() > MAX_BATCH {
+        return Err(Failure::new(
+            ErrorCode::TooLarge,
+            format!(
+                "a batch holds at most {MAX_BATCH} payloads, not {}",
+                payloads.len()
+            ),
+        ));
+    }
+    let key_entry = daemon.keyring.get(&key)?;
+    let views: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+    enforce_key_policy(policy, &daemon.rates, &key, &views)?;
+    daemon.touch();
+    let payloads = payloads.into_iter().map(ByteBuf::into_vec).collect();
+    let (scheme, signatures) = sign_all(key_entry, payloads).await?;
+    let signatures = signatures.into_iter().map(ByteBuf::from).collect();
+    Ok(Response::Signatures { scheme, signatures })
+}
+
+/// Signs every payload with `key`, on the blocking pool when the scheme is slow (RSA).
+async fn sign_all(
+    key: Arc<Key>,
+    payloads: Vec<Vec<u8>>,
+) -> Result<(Scheme, Vec<Vec<u8>>), Failure> {
+    let scheme = key.signer.scheme();
+    let slow = key.signer.is_slow();
+    let run = move || -> Result<Vec<Vec<u8>>, Failure> {
+        payloads
+            .iter()
+            .map(|payload| key.signer.sign(payload).map_err(Failure::from))
+            .collect()
+    };
+    let signatures = if slow {
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|err| Failure::internal("signing failed", &err))??
+    } else {
+        run()?
+    };
+    Ok((scheme, signatures))
+}
