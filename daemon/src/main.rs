@@ -19,6 +19,7 @@ mod keystore;
 mod lifecycle;
 mod peer;
 mod policy;
+mod private_dir;
 mod server;
 mod signer;
 mod socket;

@@ -2,11 +2,13 @@
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
+
+use crate::private_dir;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SocketError {
@@ -31,15 +33,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SocketError + '_ {
     }
 }
 
-/// The default socket: `$XDG_RUNTIME_DIR/keyward/keyward.sock`, else
-/// `/tmp/keyward-$UID/keyward.sock` (the same rule as `keyward_client::default_socket_path`).
+/// The default socket (the rule client and daemon share, in
+/// [`keyward_protocol::default_socket_path`]).
 pub(crate) fn default_socket_path() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("keyward").join("keyward.sock"),
-        None => {
-            PathBuf::from(format!("/tmp/keyward-{}", nix::unistd::getuid())).join("keyward.sock")
-        }
-    }
+    keyward_protocol::default_socket_path(
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+        nix::unistd::getuid().as_raw(),
+    )
 }
 
 /// Makes sure the socket's directory exists, is ours, and nobody else can write to it,
@@ -65,29 +65,10 @@ fn check_or_create_directory(dir: &Path) -> Result<(), SocketError> {
             .create(dir)
             .map_err(io_err(dir)),
         Err(err) => Err(io_err(dir)(err)),
-        Ok(meta) => {
-            let unsafe_dir = |reason: String| SocketError::UnsafeDirectory {
-                path: dir.to_owned(),
-                reason,
-            };
-            if !meta.is_dir() {
-                return Err(unsafe_dir("it is not a directory (or is a symlink)".into()));
-            }
-            let me = nix::unistd::geteuid().as_raw();
-            if meta.uid() != me {
-                return Err(unsafe_dir(format!(
-                    "it is owned by uid {}, not by this daemon's uid {me}",
-                    meta.uid()
-                )));
-            }
-            if meta.mode() & 0o022 != 0 {
-                return Err(unsafe_dir(format!(
-                    "it is writable by group or others (mode {:o}); chmod 700 it",
-                    meta.mode() & 0o7777
-                )));
-            }
-            Ok(())
-        }
+        Ok(meta) => private_dir::check(&meta).map_err(|reason| SocketError::UnsafeDirectory {
+            path: dir.to_owned(),
+            reason,
+        }),
     }
 }
 
@@ -126,6 +107,8 @@ pub(crate) fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, Sock
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use std::os::unix::fs::MetadataExt;
+
     use super::*;
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! Golden wire fixtures: the bytes of every message, pinned in `tests/fixtures/protocol/`.
+//! Golden wire fixtures: the bytes of every message, pinned in `protocol/testdata/`.
 //!
 //! Each valid fixture is one whole frame. It is split with [`frame::split_frame`], decoded,
 //! compared with the value built below, and re-encoded byte-identical to the file. Each
@@ -628,7 +628,7 @@ fn invalid() -> Vec<Invalid> {
 // ---- helpers ----
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/protocol")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
 }
 
 fn read(file: &str) -> Vec<u8> {
@@ -925,13 +925,13 @@ fn every_error_code_scheme_and_key_kind_keeps_its_number() {
 }
 
 /// The worked examples in docs/PROTOCOL.md are the bytes of fixture files: each is a line
-/// `File: \`tests/fixtures/protocol/NAME\`` followed by a fenced block whose lines are hex
+/// `File: \`protocol/testdata/NAME\`` followed by a fenced block whose lines are hex
 /// bytes, then optionally `#` and a comment.
 #[test]
 fn the_worked_examples_in_protocol_md_are_the_fixture_bytes() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PROTOCOL.md");
     let doc = fs::read_to_string(&path).unwrap();
-    let marker = "File: `tests/fixtures/protocol/";
+    let marker = "File: `protocol/testdata/";
     let mut lines = doc.lines();
     let mut checked = Vec::new();
     while let Some(line) = lines.next() {
@@ -1042,7 +1042,7 @@ reader waits for more bytes (the daemon closes the connection after 10 seconds).
 
 /// Rewrites every fixture and the README from the tables above.
 #[test]
-#[ignore = "rewrites tests/fixtures/protocol; run with KEYWARD_BLESS=1"]
+#[ignore = "rewrites protocol/testdata; run with KEYWARD_BLESS=1"]
 fn bless() {
     assert_eq!(
         std::env::var("KEYWARD_BLESS").as_deref(),

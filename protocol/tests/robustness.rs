@@ -29,7 +29,7 @@ enum Direction {
 /// Every valid fixture as (file name, direction, frame bytes), read from the directory so
 /// that a newly blessed fixture is covered without being listed here.
 fn valid_fixtures() -> Vec<(String, Direction, Vec<u8>)> {
-    let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/protocol");
+    let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
     let mut out = Vec::new();
     for entry in fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

@@ -7,12 +7,11 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
-use nix::unistd::geteuid;
 
 use super::{KeystoreError, random};
 
@@ -28,37 +27,14 @@ pub(super) fn io_error(path: &Path, source: io::Error) -> KeystoreError {
 }
 
 /// Checks that `path` is a directory owned by the effective uid and not writable by group or
-/// others. Another user able to write here could swap the header or key files.
+/// others (the rule in [`crate::private_dir`]). Another user able to write here could swap
+/// the header or key files.
 pub(super) fn check_private_dir(path: &Path) -> Result<(), KeystoreError> {
     let meta = fs::metadata(path).map_err(|err| io_error(path, err))?;
-    if !meta.is_dir() {
-        return Err(unsafe_perms(path, "it is not a directory".to_owned()));
-    }
-    let me = geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(unsafe_perms(
-            path,
-            format!(
-                "it is owned by uid {}, not by this user (uid {me})",
-                meta.uid()
-            ),
-        ));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o022 != 0 {
-        return Err(unsafe_perms(
-            path,
-            format!("it is writable by group or others (mode {mode:04o}); run chmod 700 on it"),
-        ));
-    }
-    Ok(())
-}
-
-fn unsafe_perms(path: &Path, reason: String) -> KeystoreError {
-    KeystoreError::UnsafePermissions {
+    crate::private_dir::check(&meta).map_err(|reason| KeystoreError::UnsafePermissions {
         path: path.to_owned(),
         reason,
-    }
+    })
 }
 
 /// Creates `path` with mode 0700 if it is missing (its parent must exist), making the new
