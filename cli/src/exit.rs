@@ -12,7 +12,7 @@
 
 use keyward_client::{Error as ClientError, ErrorCode};
 
-/// Documented in `keyward --help`, README.md and docs/CLI.md; never renumbered.
+/// Documented in `keyward --help` ([`HELP`]) and the table above; never renumbered.
 pub(crate) const FAILURE: u8 = 1;
 pub(crate) const USAGE: u8 = 2;
 pub(crate) const UNREACHABLE: u8 = 3;
