@@ -6,111 +6,16 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::sleep;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use keyward_protocol::{
     PROTOCOL_VERSION, Request, Response, decode_response, encode_request, frame,
 };
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use keyward_tests::Daemon;
+use nix::sys::signal::Signal;
 
-const KEYWARDD: &str = env!("CARGO_BIN_EXE_keywardd");
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A daemon process; killed (SIGKILL) if a test leaves it running.
-struct Proc {
-    child: Child,
-    stderr: PathBuf,
-}
-
-impl Proc {
-    fn start(socket: &Path, log_dir: &Path) -> Proc {
-        let stderr = log_dir.join(format!(
-            "keywardd-{}.log",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let mut command = Command::new(KEYWARDD);
-        // Nothing of this machine's own setup (a config in ~/.config, XDG directories,
-        // systemd's variables) may change what the daemon under test does.
-        command.env("HOME", log_dir);
-        for variable in [
-            "XDG_CONFIG_HOME",
-            "XDG_DATA_HOME",
-            "XDG_RUNTIME_DIR",
-            "CREDENTIALS_DIRECTORY",
-            "LISTEN_FDS",
-            "LISTEN_PID",
-            "LISTEN_FDNAMES",
-            "NOTIFY_SOCKET",
-            "WATCHDOG_USEC",
-        ] {
-            command.env_remove(variable);
-        }
-        let child = command
-            .arg("--ephemeral")
-            .arg("--socket")
-            .arg(socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        Proc { child, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
-    }
-
-    /// Waits for the process to exit on its own; panics after the timeout.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "keywardd is still running after {TIMEOUT:?}; stderr:\n{}",
-                self.stderr()
-            );
-            sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits until the socket answers a Hello; panics if the process exits first.
-    fn wait_serving(&mut self, socket: &Path) {
-        let start = Instant::now();
-        while !answers_hello(socket) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("keywardd exited ({status}); stderr:\n{}", self.stderr());
-            }
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "keywardd did not listen; stderr:\n{}",
-                self.stderr()
-            );
-            sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// True if a keywardd on `socket` completes the handshake.
 fn answers_hello(socket: &Path) -> bool {
@@ -139,10 +44,10 @@ fn answers_hello(socket: &Path) -> bool {
 
 /// Starts a daemon that must refuse to start: returns its stderr after checking it exited
 /// nonzero with a one-line-per-record log whose last record names the reason.
-fn refused(socket: &Path, log_dir: &Path) -> String {
-    let mut daemon = Proc::start(socket, log_dir);
+fn refused(socket: &Path) -> String {
+    let mut daemon = Daemon::launch_on(socket, &[]);
     let status = daemon.wait_exit();
-    let stderr = daemon.stderr();
+    let stderr = daemon.log();
     assert!(
         !status.success(),
         "keywardd started on {} although it should refuse; stderr:\n{stderr}",
@@ -161,8 +66,8 @@ fn chmod(path: &Path, mode: u32) {
 fn creates_a_missing_socket_directory_0700_and_the_socket_0600() {
     let tmp = tempfile::tempdir().unwrap();
     let socket = tmp.path().join("a").join("b").join("keyward.sock");
-    let mut daemon = Proc::start(&socket, tmp.path());
-    daemon.wait_serving(&socket);
+    let _daemon = Daemon::start_on(&socket, &[]);
+    assert!(answers_hello(&socket));
     let dir_mode = fs::metadata(socket.parent().unwrap()).unwrap().mode() & 0o7777;
     let socket_meta = fs::symlink_metadata(&socket).unwrap();
     assert!(socket_meta.file_type().is_socket());
@@ -178,7 +83,7 @@ fn refuses_a_socket_directory_that_group_or_others_can_write() {
         fs::create_dir(&dir).unwrap();
         chmod(&dir, mode);
         let socket = dir.join("keyward.sock");
-        let stderr = refused(&socket, tmp.path());
+        let stderr = refused(&socket);
         assert!(
             stderr.contains("writable by group or others")
                 && stderr.contains(dir.to_str().unwrap()),
@@ -202,7 +107,7 @@ fn refuses_a_socket_directory_owned_by_another_uid() {
     chmod(&dir, 0o700);
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
     let socket = dir.join("keyward.sock");
-    let stderr = refused(&socket, tmp.path());
+    let stderr = refused(&socket);
     assert!(
         stderr.contains("owned by uid 65534") && stderr.contains(dir.to_str().unwrap()),
         "the message should name the directory and its owner:\n{stderr}"
@@ -214,10 +119,10 @@ fn refuses_a_socket_directory_owned_by_another_uid() {
 fn refuses_a_second_daemon_on_a_live_socket_and_leaves_the_first_serving() {
     let tmp = tempfile::tempdir().unwrap();
     let socket = tmp.path().join("run").join("keyward.sock");
-    let mut first = Proc::start(&socket, tmp.path());
-    first.wait_serving(&socket);
+    let mut first = Daemon::start_on(&socket, &[]);
+    assert!(answers_hello(&socket));
 
-    let stderr = refused(&socket, tmp.path());
+    let stderr = refused(&socket);
     assert!(
         stderr.contains("already listening") && stderr.contains(socket.to_str().unwrap()),
         "the message should say another keywardd listens there:\n{stderr}"
@@ -225,7 +130,7 @@ fn refuses_a_second_daemon_on_a_live_socket_and_leaves_the_first_serving() {
     // The refused daemon must not have removed the first one's socket on its way out.
     assert!(socket.exists(), "the second daemon deleted the live socket");
     assert!(answers_hello(&socket), "the first daemon stopped serving");
-    assert!(first.child.try_wait().unwrap().is_none());
+    first.assert_running();
 }
 
 #[test]
@@ -236,7 +141,7 @@ fn refuses_a_socket_path_that_is_not_a_socket_and_leaves_the_file_alone() {
     chmod(&dir, 0o700);
     let path = dir.join("keyward.sock");
     fs::write(&path, b"precious").unwrap();
-    let stderr = refused(&path, tmp.path());
+    let stderr = refused(&path);
     assert!(stderr.contains("not a socket"), "{stderr}");
     assert_eq!(fs::read(&path).unwrap(), b"precious");
 }
@@ -245,15 +150,15 @@ fn refuses_a_socket_path_that_is_not_a_socket_and_leaves_the_file_alone() {
 fn replaces_a_stale_socket_left_by_a_daemon_that_was_killed() {
     let tmp = tempfile::tempdir().unwrap();
     let socket = tmp.path().join("run").join("keyward.sock");
-    let mut first = Proc::start(&socket, tmp.path());
-    first.wait_serving(&socket);
+    let mut first = Daemon::start_on(&socket, &[]);
+    assert!(answers_hello(&socket));
     first.signal(Signal::SIGKILL);
     first.wait_exit();
     assert!(socket.exists(), "SIGKILL leaves the socket file behind");
     assert!(!answers_hello(&socket));
 
-    let mut second = Proc::start(&socket, tmp.path());
-    second.wait_serving(&socket);
+    let _second = Daemon::start_on(&socket, &[]);
+    assert!(answers_hello(&socket));
 }
 
 #[test]
@@ -261,14 +166,14 @@ fn sigterm_and_sigint_remove_the_socket_and_exit_0_even_with_an_idle_client_conn
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
         let tmp = tempfile::tempdir().unwrap();
         let socket = tmp.path().join("run").join("keyward.sock");
-        let mut daemon = Proc::start(&socket, tmp.path());
-        daemon.wait_serving(&socket);
+        let mut daemon = Daemon::start_on(&socket, &[]);
+        assert!(answers_hello(&socket));
         // A bot that keeps its connection open between orders must not hold up shutdown.
         let idle = UnixStream::connect(&socket).unwrap();
         let asked = Instant::now();
         daemon.signal(signal);
         let status = daemon.wait_exit();
-        let stderr = daemon.stderr();
+        let stderr = daemon.log();
         assert!(
             status.success(),
             "{signal}: exited with {status}; stderr:\n{stderr}"
@@ -294,7 +199,7 @@ fn a_listener_that_is_not_keywardd_is_not_mistaken_for_a_stale_socket() {
     chmod(&dir, 0o700);
     let socket = dir.join("keyward.sock");
     let _other = UnixListener::bind(&socket).unwrap();
-    let stderr = refused(&socket, tmp.path());
+    let stderr = refused(&socket);
     assert!(stderr.contains("already listening"), "{stderr}");
     assert!(socket.exists());
 }

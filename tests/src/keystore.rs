@@ -18,20 +18,7 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
-use crate::{Daemon, Output, StartFailure, keywardd_bin, run, temp_dir};
-
-/// The Python interpreter: `$KEYWARD_PYTHON`, else `python3` (as [`crate::verify`] uses).
-fn python_bin() -> String {
-    std::env::var("KEYWARD_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".into())
-}
-
-/// A command running the Python interpreter (`$KEYWARD_PYTHON`, else `python3`).
-pub fn python() -> Command {
-    Command::new(python_bin())
-}
+use crate::{Daemon, Output, StartFailure, keywardd_bin, python, run, temp_dir};
 
 impl Daemon {
     /// Starts `keywardd --keystore KEYSTORE --socket <tmp>/run/keyward.sock ARGS` (no
@@ -207,9 +194,7 @@ impl KeySecrets {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+    crate::scan::find_run(haystack, needle, needle.len()).map(|(_, at)| at)
 }
 
 const KEY_SECRETS_PY: &str = r#"
@@ -248,7 +233,7 @@ for name, value in parts:
 /// Extracts the secret parts of the PEM private key in `pem` (encrypted ones with the
 /// password in the file `password`) with Python's `cryptography`.
 pub fn key_secrets(pem: &Path, password: Option<&Path>) -> KeySecrets {
-    let mut command = Command::new(python_bin());
+    let mut command = python();
     command.arg("-c").arg(KEY_SECRETS_PY).arg(pem);
     if let Some(password) = password {
         command.arg(password);
@@ -391,7 +376,7 @@ pub fn derive_keys(keystore: &Path, passphrase: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let passphrase_file = scratch.path().join("passphrase");
     fs::write(&passphrase_file, passphrase).expect("cannot write the passphrase");
     let out = run(
-        Command::new(python_bin())
+        python()
             .arg("-c")
             .arg(KEYS_FROM_HEADER_PY)
             .arg(scratch.path())

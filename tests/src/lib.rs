@@ -104,6 +104,15 @@ pub fn keyward_bin() -> PathBuf {
     binary("keyward")
 }
 
+/// A command running the Python interpreter: `$KEYWARD_PYTHON`, else `python3`.
+pub fn python() -> Command {
+    let interpreter = std::env::var("KEYWARD_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into());
+    Command::new(interpreter)
+}
+
 /// True when the tests run as root (as they do in CI); some tests need it to switch uid.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -271,6 +280,36 @@ impl Daemon {
             .arg(program);
         let socket = home.join("run").join("keyward.sock");
         Daemon::spawn(command, dir, &home, socket, args)
+    }
+
+    /// Starts `keywardd --ephemeral --socket SOCKET ARGS` on a socket the test chose (its log
+    /// and `$HOME` in a temporary directory of its own) and waits until it serves; for tests
+    /// of where the daemon agrees to listen.
+    pub fn start_on(socket: &Path, args: &[&str]) -> Daemon {
+        let mut daemon = Daemon::launch_on(socket, args);
+        if let Err(failed) = daemon.wait_until_serving() {
+            panic!(
+                "keywardd exited at start ({:?}); its stderr:\n{}",
+                failed.code, failed.log
+            );
+        }
+        daemon
+    }
+
+    /// Like [`Daemon::start_on`] without waiting: for a daemon that should refuse to start
+    /// (see [`Daemon::wait_exit`]), or a socket another daemon already serves.
+    pub fn launch_on(socket: &Path, args: &[&str]) -> Daemon {
+        let dir = temp_dir();
+        let home = dir.path().to_path_buf();
+        let ephemeral = [OsStr::new("--ephemeral")];
+        Daemon::launch(
+            Command::new(keywardd_bin()),
+            dir,
+            &home,
+            socket.to_owned(),
+            &ephemeral,
+            args,
+        )
     }
 
     /// Spawns the daemon (`--ephemeral`) with `home` as its `$HOME`, so that nothing of the
@@ -490,6 +529,31 @@ impl Daemon {
         set(self.dir(), 0o755);
         set(self.socket.parent().expect("socket has a directory"), 0o777);
         set(&self.socket, 0o777);
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits in i32"));
+        kill(pid, signal).expect("cannot signal keywardd");
+    }
+
+    /// Waits for the daemon to exit on its own (after a signal, or refusing to start);
+    /// panics with its log if it still runs after 15 s. Dropping the `Daemon` afterwards
+    /// checks nothing more.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let asked = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("cannot poll keywardd") {
+                self.stopped = true;
+                return status;
+            }
+            assert!(
+                asked.elapsed() < STOP_TIMEOUT,
+                "keywardd is still running after {STOP_TIMEOUT:?}; its stderr:\n{}",
+                self.log()
+            );
+            sleep(Duration::from_millis(10));
+        }
     }
 
     /// Sends SIGTERM and waits for the daemon to exit (SIGKILL after 15 s). The temporary

@@ -7,6 +7,9 @@
 //! byte to its full length. That makes a scan of a daemon's ~100 MB of memory take well under
 //! a second even in a debug build, where a hash lookup at every byte would take many.
 //!
+//! [`find_run`] and [`assert_no_run`] are the direct search for one secret in a small
+//! haystack (a file, a log), secrets shorter than the run included.
+//!
 //! [`scan_process`] reads another process's memory through `/proc/PID/maps` and
 //! `/proc/PID/mem`, which for keywardd (non-dumpable) needs root or `CAP_SYS_PTRACE`.
 
@@ -14,6 +17,31 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// Where the first `len`-byte run of `secret` (or the whole of a shorter one) occurs in
+/// `haystack`, if any does: (offset in the secret, offset in the haystack). A direct search,
+/// for small haystacks (a file, a log) and secrets of any length; [`Needles`] is the indexed
+/// one for a process's memory.
+pub fn find_run(haystack: &[u8], secret: &[u8], len: usize) -> Option<(usize, usize)> {
+    let len = len.min(secret.len());
+    secret.windows(len).enumerate().find_map(|(at, run)| {
+        haystack
+            .windows(len)
+            .position(|window| window == run)
+            .map(|found| (at, found))
+    })
+}
+
+/// Asserts that no 16-byte run of `secret` occurs in `haystack`.
+#[track_caller]
+pub fn assert_no_run(haystack: &[u8], secret: &[u8], what: &str, place: &str) {
+    if let Some((at, found)) = find_run(haystack, secret, 16) {
+        panic!(
+            "{place} holds 16 bytes of {what} (secret offset {at}, found at byte {found}):\n{}",
+            String::from_utf8_lossy(haystack)
+        );
+    }
+}
 
 /// Secrets to look for, and how long a run of one must be to count.
 #[derive(Debug)]

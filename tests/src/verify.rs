@@ -17,14 +17,6 @@ pub fn script() -> PathBuf {
         .join("verify.py")
 }
 
-/// The Python interpreter: `$KEYWARD_PYTHON`, else `python3`.
-fn python_bin() -> String {
-    std::env::var("KEYWARD_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".into())
-}
-
 /// One signature to check.
 #[derive(Debug, Clone, Copy)]
 pub struct Check<'a> {
@@ -76,7 +68,7 @@ pub fn python(check: &Check<'_>) -> bool {
     let signature = scratch.path().join("signature");
     std::fs::write(&payload, check.payload).expect("cannot write the payload");
     std::fs::write(&signature, check.signature).expect("cannot write the signature");
-    let mut command = Command::new(python_bin());
+    let mut command = crate::python();
     command
         .arg(script())
         .args(["--scheme", check.scheme, "--encoding", check.encoding])
@@ -127,7 +119,7 @@ pub fn python_batch(checks: &[Check<'_>]) -> Vec<bool> {
     let manifest_path = scratch.path().join("manifest");
     std::fs::write(&manifest_path, manifest).expect("cannot write the manifest");
     let out = run(
-        Command::new(python_bin())
+        crate::python()
             .arg(script())
             .arg("--batch")
             .arg(&manifest_path),

@@ -11,10 +11,10 @@ use std::collections::BTreeSet;
 
 use keyward_tests::keystore::{
     KeySecrets, KeystoreDir, TestKey, appendix_reader, key_secrets, keys_of_every_scheme, make_key,
-    path_str, private_pem, python, random_bytes,
+    path_str, private_pem, random_bytes,
 };
 use keyward_tests::scan::{Needles, scan_files};
-use keyward_tests::{Daemon, openssl, read, run};
+use keyward_tests::{Daemon, openssl, python, read, run};
 
 /// A run of 16 bytes is 128 bits of a secret.
 const RUN: usize = 16;

@@ -1,0 +1,94 @@
+//! 3. Rate limit.
+
+use super::*;
+
+/// "…; retry in N ms" → N.
+fn retry_ms(message: &str) -> u64 {
+    let rest = message
+        .split("retry in ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no retry hint in {message:?}"));
+    rest.strip_suffix(" ms")
+        .unwrap_or_else(|| panic!("no retry hint in {message:?}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_burst_beyond_the_bucket_is_rate_limited_until_it_refills() {
+    let config = ConfigFile::new(
+        "[keys.limited]\nrate_per_sec = 5\nburst = 3\n\n\
+         [keys.twin]\nrate_per_sec = 5\nburst = 3\n\n\
+         [keys.slow]\nrate_per_sec = 0.1\nburst = 1\n",
+    );
+    let daemon = start(&config);
+    let public = daemon.generate("limited", "ed25519");
+    for name in ["twin", "open", "slow"] {
+        daemon.generate(name, "ed25519");
+    }
+    let payload = b"symbol=BTCUSDT&side=BUY&timestamp=1700000000000";
+    let mut client = daemon.client();
+
+    let burst_started = Instant::now();
+    for _ in 0..3 {
+        client.sign("limited", payload).unwrap();
+    }
+    let message = refused_with(client.sign("limited", payload), ErrorCode::RateLimited);
+    let refused_at = Instant::now();
+    assert!(
+        burst_started.elapsed() < Duration::from_millis(150),
+        "four signatures took {:?}: too slow to test a 5/s bucket",
+        burst_started.elapsed()
+    );
+    assert!(
+        message.starts_with("rate limit of key \"limited\" reached (5/s); retry in "),
+        "{message}"
+    );
+    let wait = retry_ms(&message);
+    assert!((1..=200).contains(&wait), "one token at 5/s: {message}");
+
+    // Every key has its own bucket: a twin with the same limit and a key without one are
+    // unaffected.
+    for _ in 0..3 {
+        client.sign("twin", payload).unwrap();
+    }
+    for _ in 0..20 {
+        client.sign("open", payload).unwrap();
+    }
+    // A batch larger than the burst could never pass: it says so instead of "retry".
+    let message = refused_with(
+        client.sign_batch("limited", &[&payload[..]; 4]),
+        ErrorCode::RateLimited,
+    );
+    assert!(
+        message.contains("exceeds key \"limited\"'s burst of 3"),
+        "{message}"
+    );
+
+    // After the advised wait, one token is back: one signature passes, and a burst of three
+    // right after is refused again (the bucket refills at 5/s, it is not reset).
+    sleep(
+        (refused_at + Duration::from_millis(wait + 20)).saturating_duration_since(Instant::now()),
+    );
+    let signature = client.sign("limited", payload).unwrap();
+    let message = refused_with(
+        client.sign_batch("limited", &[&payload[..]; 3]),
+        ErrorCode::RateLimited,
+    );
+    assert!((200..=600).contains(&retry_ms(&message)), "{message}");
+
+    // The CLI: exit 6 and the retry hint in its one line.
+    daemon.sign("slow", payload, &[]);
+    let out = daemon.keyward_stdin(["sign", "slow"], payload);
+    let line = out.error_line(6);
+    assert!(line.contains("rate limit of key \"slow\""), "{line}");
+    assert!(retry_ms(line) > 5000, "one token at 0.1/s: {line}");
+    assert!(out.stdout.is_empty());
+
+    assert_python_verifies_all(&[Check::new(
+        "ed25519",
+        &public,
+        payload,
+        signature.as_bytes(),
+    )]);
+}
