@@ -7,7 +7,7 @@ use crate::daemon::Daemon;
 use crate::failure::Failure;
 
 pub(super) fn status(daemon: &Daemon) -> Response {
-    Response::Status(daemon.status())
+    Response::Status(daemon.lifecycle.status(&daemon.keyring))
 }
 
 pub(super) async fn init(daemon: &Daemon, passphrase: SecretBytes) -> Result<Response, Failure> {
@@ -16,7 +16,7 @@ pub(super) async fn init(daemon: &Daemon, passphrase: SecretBytes) -> Result<Res
 }
 
 pub(super) async fn unlock(daemon: &Daemon, passphrase: SecretBytes) -> Result<Response, Failure> {
-    daemon.unlock(passphrase).await?;
+    daemon.lifecycle.unlock(&daemon.keyring, passphrase).await?;
     Ok(Response::Ok)
 }
 
@@ -26,7 +26,7 @@ pub(super) async fn lock(daemon: &Daemon) -> Result<Response, Failure> {
             "this daemon keeps keys in memory only (--ephemeral): locking would destroy them",
         ));
     }
-    daemon.lock("requested").await;
+    daemon.lifecycle.lock(&daemon.keyring, "requested").await;
     Ok(Response::Ok)
 }
 
