@@ -25,7 +25,7 @@ pub(crate) struct Settings {
 #[derive(Debug)]
 pub(crate) struct Daemon {
     pub(crate) settings: Settings,
-    /// The daemon's own uid: it and root are served.
+    /// The daemon's own uid: always served, and always an admin (the policy adds others).
     pub(crate) uid: u32,
     pub(crate) keyring: Keyring,
     /// Init, unlock, lock, passphrase change, adding and removing keys (one admin lock).
