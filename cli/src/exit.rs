@@ -5,7 +5,7 @@
 //! | 0 | success |
 //! | 1 | any other failure (bad key file, unknown key, daemon-side error, ...) |
 //! | 2 | usage error (bad flags or arguments) |
-//! | 3 | the daemon is unreachable (not running, wrong socket path) |
+//! | 3 | the daemon is unreachable (not running, wrong socket path) or its socket is not trusted (another user's server) |
 //! | 4 | denied: this user may not make that request, or the key's policy refuses the payload |
 //! | 5 | the keystore is locked (or not initialised) |
 //! | 6 | rate limited: retry later |
@@ -26,7 +26,8 @@ Exit codes:
   0  success
   1  failure (bad key file, unknown key, daemon-side error, ...)
   2  usage error
-  3  daemon unreachable (not running, or wrong --socket / KEYWARD_SOCK)
+  3  daemon unreachable (not running, or wrong --socket / KEYWARD_SOCK), or its
+     socket belongs to another user and is not trusted (nothing was sent)
   4  denied (this user may not make that request, or the key's policy refuses the payload)
   5  keystore locked (run `keyward unlock`) or not initialised (`keyward init`)
   6  rate limited (retry later)";
@@ -57,7 +58,7 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
                 {
                     DENIED
                 }
-                ClientError::Connect { .. } => UNREACHABLE,
+                ClientError::Connect { .. } | ClientError::UntrustedServer { .. } => UNREACHABLE,
                 _ => match client.code() {
                     Some(ErrorCode::Denied | ErrorCode::PolicyViolation) => DENIED,
                     Some(ErrorCode::Locked | ErrorCode::NotInitialized) => LOCKED,

@@ -10,7 +10,7 @@ use keyward_protocol::{
     DEFAULT_MAX_FRAME, KeyInfo, KeyKind, Request, Response, Scheme, SecretBytes, Status,
 };
 
-use crate::{Error, Signature, ops, socket_path_from_env};
+use crate::{Error, Signature, ops, socket_path_from_env, trust};
 
 /// A blocking connection to `keywardd`.
 ///
@@ -30,13 +30,17 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the daemon's socket at `path` and performs the protocol handshake.
+    /// Connects to the daemon's socket at `path`, checks that its server may be trusted
+    /// (its uid is ours or root, or it owns a directory only it could have made; see
+    /// [`Error::UntrustedServer`]) before sending a byte, and performs the protocol
+    /// handshake.
     pub fn connect(path: impl AsRef<Path>) -> Result<Client, Error> {
         let path = path.as_ref();
         let stream = UnixStream::connect(path).map_err(|source| Error::Connect {
             path: path.to_path_buf(),
             source,
         })?;
+        trust::check_server(&stream, path)?;
         Client::from_stream(stream)
     }
 
@@ -47,7 +51,8 @@ impl Client {
     }
 
     /// Performs the handshake on an already connected stream (for example one with
-    /// timeouts set, or one half of a socket pair).
+    /// timeouts set, or one half of a socket pair). The server is not checked: the caller
+    /// vouches for it (use [`Client::connect`] for a path).
     pub fn from_stream(stream: UnixStream) -> Result<Client, Error> {
         let mut client = Client {
             stream,

@@ -20,6 +20,21 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// The socket's server may not be trusted: it runs as another user (not root), and the
+    /// socket's directory is not one that only that user could have made. Nothing was sent.
+    /// See the crate documentation for the rule.
+    UntrustedServer {
+        /// The socket path that was connected to.
+        path: PathBuf,
+        /// The server's uid, from `SO_PEERCRED`.
+        server_uid: u32,
+        /// The server's user name, when the password database knows it.
+        server_user: Option<String>,
+        /// This process's effective uid.
+        client_uid: u32,
+        /// Why the socket's directory does not vouch for the server.
+        reason: String,
+    },
     /// Reading from or writing to the connection failed (including a timeout set with
     /// [`Client::set_timeout`](crate::Client::set_timeout)).
     Io(io::Error),
@@ -98,6 +113,23 @@ impl fmt::Display for Error {
                     ),
                 }
             }
+            Error::UntrustedServer {
+                path,
+                server_uid,
+                server_user,
+                client_uid,
+                reason,
+            } => {
+                let owner = match server_user {
+                    Some(name) => format!("uid {server_uid} ({name})"),
+                    None => format!("uid {server_uid}"),
+                };
+                write!(
+                    f,
+                    "refusing the socket {}: its server runs as {owner}, not as you (uid {client_uid}) or root, and {reason}; nothing was sent. Point --socket or KEYWARD_SOCK at your keywardd's socket (e.g. in $XDG_RUNTIME_DIR)",
+                    path.display()
+                )
+            }
             Error::Io(err) => match err.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                     f.write_str("timed out waiting for keywardd")
@@ -175,6 +207,28 @@ mod tests {
     }
 
     #[test]
+    fn an_untrusted_server_is_named_by_uid_and_user_with_what_to_do() {
+        let err = Error::UntrustedServer {
+            path: "/tmp/keyward-1000/keyward.sock".into(),
+            server_uid: 1001,
+            server_user: Some("mallory".into()),
+            client_uid: 1000,
+            reason: "its directory is writable by group or others (mode 777)".into(),
+        };
+        let shown = err.to_string();
+        for part in [
+            "/tmp/keyward-1000/keyward.sock",
+            "uid 1001 (mallory)",
+            "uid 1000",
+            "mode 777",
+            "KEYWARD_SOCK",
+        ] {
+            assert!(shown.contains(part), "{part:?} missing from {shown}");
+        }
+        assert_eq!(err.code(), None);
+    }
+
+    #[test]
     fn every_message_is_one_line() {
         let errors = [
             Error::Io(io::Error::from(io::ErrorKind::TimedOut)),
@@ -190,6 +244,14 @@ mod tests {
                 expected: "signature",
             },
             Error::Disconnected,
+            Error::UntrustedServer {
+                path: "/tmp/keyward-1000/keyward.sock".into(),
+                server_uid: 1001,
+                server_user: Some("mallory".into()),
+                client_uid: 1000,
+                reason: "its directory sits in a directory that users other than root can write"
+                    .into(),
+            },
         ];
         for err in errors {
             let shown = err.to_string();

@@ -31,6 +31,12 @@
 //! }
 //! ```
 //!
+//! Before the first byte, [`Client::connect`] checks who runs the server (`SO_PEERCRED`):
+//! its own uid or root, or a user that owns a directory nobody else could have made (such
+//! as a system daemon's `/run/keyward`). Anything else, such as a socket another user
+//! planted in `/tmp`, is refused with [`Error::UntrustedServer`] and gets no passphrase,
+//! key or payload.
+//!
 //! Every failure is an [`Error`]; [`Error::code`] gives the daemon's stable [`ErrorCode`]
 //! (locked keystore, unknown key, policy violation, ...) for a program to branch on.
 #![forbid(unsafe_code)]
@@ -44,6 +50,7 @@ mod nonblocking;
 mod ops;
 mod signature;
 mod socket;
+mod trust;
 
 pub use blocking::Client;
 pub use error::Error;

@@ -9,7 +9,7 @@ use keyward_protocol::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use crate::{Error, Signature, ops, socket_path_from_env};
+use crate::{Error, Signature, ops, socket_path_from_env, trust};
 
 /// An async connection to `keywardd` on tokio's `UnixStream`; the same calls as
 /// [`Client`](crate::Client).
@@ -31,7 +31,9 @@ pub struct AsyncClient {
 }
 
 impl AsyncClient {
-    /// Connects to the daemon's socket at `path` and performs the protocol handshake.
+    /// Connects to the daemon's socket at `path`, checks that its server may be trusted
+    /// before sending a byte (the rule of [`Client::connect`](crate::Client::connect)), and
+    /// performs the protocol handshake.
     pub async fn connect(path: impl AsRef<Path>) -> Result<AsyncClient, Error> {
         let path = path.as_ref();
         let stream = UnixStream::connect(path)
@@ -40,6 +42,7 @@ impl AsyncClient {
                 path: path.to_path_buf(),
                 source,
             })?;
+        trust::check_server(&stream, path)?;
         AsyncClient::from_stream(stream).await
     }
 
@@ -49,7 +52,8 @@ impl AsyncClient {
         AsyncClient::connect(socket_path_from_env()).await
     }
 
-    /// Performs the handshake on an already connected stream.
+    /// Performs the handshake on an already connected stream. The server is not checked:
+    /// the caller vouches for it.
     pub async fn from_stream(stream: UnixStream) -> Result<AsyncClient, Error> {
         let mut client = AsyncClient {
             stream,

@@ -259,7 +259,9 @@ impl Daemon {
 
     /// Like [`Daemon::start`], but the daemon runs as `uid` (and gid `uid`, no supplementary
     /// groups) through `setpriv`, from a copy of `keywardd` in the temporary directory, with
-    /// its socket under a directory that `uid` owns. Needs root.
+    /// its socket in a directory that `uid` owns (mode 0700) inside the root-owned temporary
+    /// directory: the layout of a system daemon's `/run/keyward`, which clients of other
+    /// uids trust. Needs root.
     pub fn start_as(uid: u32, args: &[&str]) -> Daemon {
         let dir = temp_dir();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
@@ -278,8 +280,13 @@ impl Daemon {
             .arg(format!("--regid={uid}"))
             .arg("--clear-groups")
             .arg(program);
-        let socket = home.join("run").join("keyward.sock");
-        Daemon::spawn(command, dir, &home, socket, args)
+        let run = dir.path().join("run");
+        fs::create_dir(&run).expect("cannot create the socket's directory");
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o700))
+            .expect("cannot chmod the socket's directory");
+        std::os::unix::fs::chown(&run, Some(uid), Some(uid))
+            .expect("cannot chown the socket's directory");
+        Daemon::spawn(command, dir, &home, run.join("keyward.sock"), args)
     }
 
     /// Starts `keywardd --ephemeral --socket SOCKET ARGS` on a socket the test chose (its log

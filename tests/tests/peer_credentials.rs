@@ -204,10 +204,30 @@ fn a_daemon_running_as_another_user_serves_that_user_lets_root_administer_and_re
     pem.success();
     assert_eq!(pem.stdout, generated.stdout);
 
-    // A third uid is refused, whatever the file permissions say.
+    // A third uid's client no longer trusts the socket once its directory is open to
+    // everyone (exit 3, nothing sent); and the daemon itself refuses that uid whatever the
+    // file permissions say: a raw connection gets Denied without being read.
     let other = as_uid("65533", &["list"], None);
-    assert!(other.error_line(4).contains("65533"), "{other:#?}");
+    assert!(other.error_line(3).contains("uid 65534"), "{other:#?}");
     let other = as_uid("65533", &["sign", "ed", "x"], None);
-    other.error_line(4);
+    other.error_line(3);
     assert!(other.stdout.is_empty());
+    let raw = run(
+        Command::new("setpriv")
+            .args(["--reuid=65533", "--regid=65533", "--clear-groups"])
+            .args([
+                "/usr/bin/timeout",
+                "5",
+                "/usr/bin/perl",
+                "-e",
+                PERL_RAW_CLIENT,
+            ])
+            .arg(daemon.socket()),
+        None,
+    );
+    // Response::Error is variant 6; ErrorCode::Denied is 7.
+    assert!(
+        raw.stdout_text().starts_with("06 07 "),
+        "the daemon did not refuse uid 65533: {raw:#?}"
+    );
 }
