@@ -79,37 +79,71 @@ const PRIVATE_KEY_LABELS: [&str; 4] = [
     "ENCRYPTED PRIVATE KEY",
 ];
 
-/// Finds the first private-key PEM block in `text` and decodes it. Other blocks (an
+/// Blocks that may sit beside a private key and are skipped: `openssl ecparam -genkey`
+/// writes `EC PARAMETERS` first, and a bundle may hold a certificate or a public key.
+const SKIPPED_LABELS: [&str; 4] = [
+    "EC PARAMETERS",
+    "CERTIFICATE",
+    "PUBLIC KEY",
+    "RSA PUBLIC KEY",
+];
+
+const BEGIN: &str = "-----BEGIN ";
+const DASHES: &str = "-----";
+
+/// Finds the first private-key PEM block in `text` and decodes it. Other known blocks (an
 /// `EC PARAMETERS` block from `openssl ecparam -genkey`, a certificate) are skipped.
+///
+/// Errors name the problem and a line number, never the text: in a malformed file the
+/// "label" or the rest of a line may be the base64 of the key itself (a BEGIN line missing
+/// one dash once made the whole key body the label, echoed in the error, the journal and
+/// the audit log). Only labels from the fixed lists above are ever quoted.
 fn find_private_key_pem(text: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>), KeyError> {
     let text = std::str::from_utf8(text).map_err(|_| {
         rejected(
             "not a PEM private key (binary data); for an HMAC secret give --scheme hmac-sha256 or hmac-sha512",
         )
     })?;
-    let mut rest = text;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let block = &rest[start..];
-        let label = block["-----BEGIN ".len()..]
-            .split_once("-----")
-            .map(|(label, _)| label)
-            .unwrap_or_default();
+    let mut offset = 0;
+    while let Some(found) = text[offset..].find(BEGIN) {
+        let start = offset + found;
+        let line = line_number(text, start);
+        let label = begin_label(&text[start..]).ok_or_else(|| {
+            rejected(&format!(
+                "line {line}: malformed PEM BEGIN line (it must read -----BEGIN <LABEL>----- on a line of its own)"
+            ))
+        })?;
         let end_marker = format!("-----END {label}-----");
-        let Some(end) = block.find(&end_marker) else {
-            return Err(rejected(&format!("PEM block {label:?} has no END line")));
+        let Some(end) = text[start..].find(&end_marker) else {
+            return Err(rejected(&format!(
+                "line {line}: the PEM block that begins here has no matching END line"
+            )));
         };
-        let whole = &block[..end + end_marker.len()];
-        if PRIVATE_KEY_LABELS.contains(&label) {
-            let (decoded_label, der) = pem_rfc7468::decode_vec(whole.as_bytes())
-                .map_err(|_| rejected(&format!("PEM block {label:?} is malformed (encrypted legacy PEM is not supported; convert with `openssl pkcs8 -topk8`)")))?;
-            return Ok((decoded_label.to_owned(), Zeroizing::new(der)));
+        let block = &text[start..start + end + end_marker.len()];
+        if let Some(&known) = PRIVATE_KEY_LABELS.iter().find(|&&known| known == label) {
+            let (decoded_label, der) = pem_rfc7468::decode_vec(block.as_bytes()).map_err(|_| {
+                rejected(&format!(
+                    "line {line}: the {known} block is malformed (bad base64, headers or line breaks; encrypted legacy PEM is not supported: convert with `openssl pkcs8 -topk8`)"
+                ))
+            })?;
+            if decoded_label != known {
+                return Err(rejected(&format!(
+                    "line {line}: the {known} block is malformed"
+                )));
+            }
+            return Ok((known.to_owned(), Zeroizing::new(der)));
         }
         if label == "OPENSSH PRIVATE KEY" {
             return Err(rejected(
                 "OpenSSH private keys are not supported; convert with `ssh-keygen -p -m PKCS8 -f FILE`",
             ));
         }
-        rest = &block[whole.len()..];
+        if !SKIPPED_LABELS.contains(&label) {
+            return Err(rejected(&format!(
+                "line {line}: unsupported PEM block (expected PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)"
+            )));
+        }
+        offset = start + block.len();
     }
     if text.contains("-----BEGIN PUBLIC KEY-----") {
         return Err(rejected("this is a public key; import the private key"));
@@ -117,4 +151,79 @@ fn find_private_key_pem(text: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>), Key
     Err(rejected(
         "no PEM private key found (expected PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY); for an HMAC secret give --scheme",
     ))
+}
+
+/// The label of the BEGIN line at the start of `block`, if that line is exactly
+/// `-----BEGIN <LABEL>-----` (optionally followed by `\r`) with a label of RFC 7468's
+/// characters: printable ASCII without `-` except between words.
+fn begin_label(block: &str) -> Option<&str> {
+    let line = block.lines().next()?;
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let label = line.strip_prefix(BEGIN)?.strip_suffix(DASHES)?;
+    let well_formed = !label.is_empty()
+        && label.len() <= 64
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'-')
+        && !label.starts_with(['-', ' '])
+        && !label.ends_with(['-', ' '])
+        && !label.contains("--");
+    well_formed.then_some(label)
+}
+
+/// The 1-based line number of byte `at` in `text`.
+fn line_number(text: &str, at: usize) -> usize {
+    text[..at].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    // The body of a real Ed25519 PKCS#8 key (RFC 8410's example).
+    const BODY: &str = "MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC";
+
+    fn error_of(text: &str) -> String {
+        match find_private_key_pem(text.as_bytes()) {
+            Err(KeyError::Rejected(why)) => why,
+            Err(other) => panic!("unexpected error {other:?}"),
+            Ok(_) => panic!("accepted {text:?}"),
+        }
+    }
+
+    #[test]
+    fn a_begin_line_missing_a_dash_is_refused_without_echoing_the_key() {
+        // The review's case: one dash missing made the key body the "label".
+        for text in [
+            format!("-----BEGIN PRIVATE KEY----\n{BODY}\n-----END PRIVATE KEY-----\n"),
+            format!("-----BEGIN PRIVATE KEY{BODY}-----\n-----END PRIVATE KEY-----\n"),
+            format!("-----BEGIN {BODY}-----\n{BODY}\n-----END {BODY}-----\n"),
+            format!("junk\n-----BEGIN PRIVATE KEY-----\n{BODY}\n-----END PRIVATE KEY----\n"),
+            format!("-----BEGIN PRIVATE KEY-----\n{BODY}!!\n-----END PRIVATE KEY-----\n"),
+        ] {
+            let why = error_of(&text);
+            assert!(!why.contains(&BODY[..16]), "key material in {why:?}");
+            assert!(!why.contains("MC4C") && !why.contains('\n'), "{why:?}");
+            assert!(why.contains("line "), "no position in {why:?}");
+        }
+        assert!(error_of(&format!("x\n\n-----BEGIN PRIVATE KEY----\n{BODY}\n")).contains("line 3"));
+    }
+
+    #[test]
+    fn known_neighbour_blocks_are_skipped_and_unknown_ones_refused() {
+        let params =
+            "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n";
+        let key = format!("-----BEGIN PRIVATE KEY-----\n{BODY}\n-----END PRIVATE KEY-----\n");
+        let (label, der) = find_private_key_pem(format!("{params}{key}").as_bytes()).unwrap();
+        assert_eq!(label, "PRIVATE KEY");
+        assert_eq!(der.len(), 48);
+        let why = error_of(&format!(
+            "-----BEGIN SECRET STUFF-----\nAAAA\n-----END SECRET STUFF-----\n{key}"
+        ));
+        assert!(
+            why.contains("unsupported PEM block") && !why.contains("SECRET STUFF"),
+            "{why}"
+        );
+    }
 }
