@@ -167,7 +167,7 @@ impl AuditLog {
             "uid": peer.uid,
             "gid": peer.gid,
             "pid": peer.pid,
-            "exe": peer.exe(),
+            "exe": peer.exe,
             "request": subject.kind,
             "key": subject.key,
             "decision": decision.name(),

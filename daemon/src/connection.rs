@@ -38,8 +38,8 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     _permit: OwnedSemaphorePermit,
 ) {
-    let peer = match stream.peer_cred() {
-        Ok(cred) => Peer::from_credentials(cred.uid(), cred.gid(), cred.pid()),
+    let peer = match Peer::of(&stream) {
+        Ok(peer) => peer,
         Err(err) => {
             tracing::warn!("cannot read peer credentials, closing: {err}");
             return;

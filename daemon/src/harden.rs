@@ -66,7 +66,7 @@ pub(crate) fn harden(kdf_memory: u64, require_mlock: bool) -> Result<(), HardenE
     // MCL_FUTURE alone is several times larger (see docs/SECURITY.md).
     let flags = MlockAllFlags::MCL_CURRENT
         | MlockAllFlags::MCL_FUTURE
-        | MlockAllFlags::from_bits_retain(nix::libc::MCL_ONFAULT);
+        | MlockAllFlags::from_bits_retain(libc::MCL_ONFAULT);
     match mlockall(flags) {
         Ok(()) => Ok(()),
         Err(err) if !require_mlock => {

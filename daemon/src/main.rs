@@ -17,6 +17,7 @@ mod import;
 mod keyring;
 mod keystore;
 mod lifecycle;
+mod os;
 mod peer;
 mod policy;
 mod private_dir;

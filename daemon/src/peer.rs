@@ -1,5 +1,19 @@
-//! Who is on the other end of a connection: from `SO_PEERCRED` (the kernel's word, not the
-//! client's), plus the peer's groups and executable from /proc for policy and audit.
+//! Who is on the other end of a connection, by the kernel's word: uid, gid and pid from
+//! `SO_PEERCRED`, supplementary groups from `SO_PEERGROUPS`, all recorded by the kernel at
+//! connect() and unaffected by what the process does afterwards.
+//!
+//! `/proc/PID/status` is not trusted for groups: while a connection waits in the backlog its
+//! pid can be reused by another user's process, which would then lend the connection its
+//! groups. It is read only on kernels without `SO_PEERGROUPS` (before 4.13), and then its
+//! groups count only if its Uid and Gid lines match `SO_PEERCRED` and the pidfd taken at
+//! accept (`SO_PEERPIDFD`, Linux 6.5+) shows the connecting process still alive.
+
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::sys::socket::{getsockopt, sockopt};
+
+use crate::os;
 
 /// A connected process.
 #[derive(Debug, Clone)]
@@ -9,25 +23,54 @@ pub(crate) struct Peer {
     pub(crate) pid: Option<i32>,
     /// Primary and supplementary groups.
     pub(crate) groups: Vec<u32>,
+    /// The peer's executable, read at accept, for the audit record only: a process can
+    /// exec between connect() and accept, so it is never used to decide anything. `None`
+    /// when /proc does not let us read it, or when the connecting process is already gone.
+    pub(crate) exe: Option<String>,
 }
 
 impl Peer {
-    /// Builds a peer from its credentials, reading its supplementary groups from
-    /// `/proc/PID/status` right after accept. Linux's `SO_PEERGROUPS` would give the groups
-    /// as of connect() without a pid to trust, but nix (our syscall wrapper) does not offer
-    /// it; reading /proc leaves a small window in which the connecting process could exit
-    /// and its pid be reused. The uid and primary gid come from `SO_PEERCRED` regardless.
-    pub(crate) fn from_credentials(uid: u32, gid: u32, pid: Option<i32>) -> Peer {
-        let mut groups = vec![gid];
-        if let Some(pid) = pid {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            if let Some(line) = status.lines().find_map(|line| line.strip_prefix("Groups:")) {
-                groups.extend(
-                    line.split_whitespace()
-                        .filter_map(|gid| gid.parse::<u32>().ok()),
-                );
+    /// The peer of the accepted Unix stream `socket`.
+    pub(crate) fn of(socket: &impl AsFd) -> std::io::Result<Peer> {
+        let cred = getsockopt(socket, sockopt::PeerCredentials)?;
+        let (uid, gid) = (cred.uid(), cred.gid());
+        // A pid of 0 means the peer is in another pid namespace: there is no pid to use.
+        let pid = Some(cred.pid()).filter(|&pid| pid > 0);
+        // The pidfd pins the process that connected: while it reads as alive, its pid
+        // cannot have been reused.
+        let pidfd = getsockopt(socket, sockopt::PeerPidfd).ok();
+        let alive = |pid: i32| pidfd.as_ref().is_some_and(|fd| pidfd_is(fd, pid));
+        let supplementary = match os::peer_groups(socket) {
+            Ok(groups) => groups,
+            Err(err) => {
+                tracing::debug!("SO_PEERGROUPS unavailable ({err}); falling back to /proc");
+                pid.filter(|&pid| alive(pid))
+                    .and_then(|pid| fs::read_to_string(format!("/proc/{pid}/status")).ok())
+                    .map(|status| groups_from_status(&status, uid, gid))
+                    .unwrap_or_default()
             }
-        }
+        };
+        let exe = pid
+            .and_then(|pid| {
+                fs::read_link(format!("/proc/{pid}/exe"))
+                    .ok()
+                    .map(|exe| (pid, exe))
+            })
+            .filter(|&(pid, _)| alive(pid))
+            .map(|(_, exe)| exe.to_string_lossy().into_owned());
+        Ok(Peer::new(uid, gid, pid, supplementary, exe))
+    }
+
+    /// A peer with `gid` and `supplementary` as its groups (sorted, deduplicated).
+    pub(crate) fn new(
+        uid: u32,
+        gid: u32,
+        pid: Option<i32>,
+        supplementary: Vec<u32>,
+        exe: Option<String>,
+    ) -> Peer {
+        let mut groups = supplementary;
+        groups.push(gid);
         groups.sort_unstable();
         groups.dedup();
         Peer {
@@ -35,15 +78,80 @@ impl Peer {
             gid,
             pid,
             groups,
+            exe,
         }
     }
+}
 
-    /// The peer's executable path, when /proc lets us read it (not for other users' processes
-    /// unless the daemon runs as root).
-    pub(crate) fn exe(&self) -> Option<String> {
-        let pid = self.pid?;
-        std::fs::read_link(format!("/proc/{pid}/exe"))
-            .ok()
-            .map(|path| path.to_string_lossy().into_owned())
+/// True if `pidfd` refers to the live process `pid` (its fdinfo says `Pid: -1` once the
+/// process has exited).
+fn pidfd_is(pidfd: &OwnedFd, pid: i32) -> bool {
+    let info =
+        fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).unwrap_or_default();
+    info.lines()
+        .find_map(|line| line.strip_prefix("Pid:"))
+        .and_then(|value| value.trim().parse::<i32>().ok())
+        == Some(pid)
+}
+
+/// The supplementary groups in a `/proc/PID/status` text, but only if its Uid and Gid
+/// lines say the process is `uid`/`gid` (real, effective, saved and filesystem ids alike);
+/// otherwise none: the record belongs to some other process.
+fn groups_from_status(status: &str, uid: u32, gid: u32) -> Vec<u32> {
+    let ids = |prefix: &str| -> Option<Vec<u32>> {
+        let line = status.lines().find_map(|line| line.strip_prefix(prefix))?;
+        line.split_whitespace().map(|id| id.parse().ok()).collect()
+    };
+    let all_are = |ids: Option<Vec<u32>>, want: u32| {
+        ids.is_some_and(|ids| !ids.is_empty() && ids.iter().all(|&id| id == want))
+    };
+    if !all_are(ids("Uid:"), uid) || !all_are(ids("Gid:"), gid) {
+        return Vec::new();
+    }
+    ids("Groups:").unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "Name:\tbot\nUid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\nGroups:\t27 998 \n";
+
+    #[test]
+    fn a_status_record_of_the_same_uid_and_gid_lends_its_groups() {
+        assert_eq!(groups_from_status(STATUS, 1000, 1000), vec![27, 998]);
+    }
+
+    #[test]
+    fn a_status_record_of_another_uid_or_gid_lends_no_groups() {
+        // The pid was reused by another user's process: its groups must not count.
+        assert!(groups_from_status(STATUS, 1001, 1000).is_empty());
+        assert!(groups_from_status(STATUS, 1000, 1001).is_empty());
+        let setuid = STATUS.replace("Uid:\t1000\t1000", "Uid:\t1000\t0");
+        assert!(groups_from_status(&setuid, 1000, 1000).is_empty());
+        assert!(groups_from_status("Groups:\t27\n", 1000, 1000).is_empty());
+    }
+
+    #[test]
+    fn the_kernel_reports_this_process_groups_for_a_socket_pair() {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let peer = Peer::of(&ours).unwrap();
+        drop(theirs);
+        assert_eq!(peer.uid, nix::unistd::geteuid().as_raw());
+        assert_eq!(peer.pid, Some(std::process::id() as i32));
+        let mut expected: Vec<u32> = nix::unistd::getgroups()
+            .unwrap()
+            .into_iter()
+            .map(|gid| gid.as_raw())
+            .collect();
+        expected.push(nix::unistd::getegid().as_raw());
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(peer.groups, expected);
+        assert_eq!(
+            peer.exe.as_deref(),
+            std::env::current_exe().unwrap().to_str()
+        );
     }
 }

@@ -285,6 +285,7 @@ mod tests {
             gid: groups.first().copied().unwrap_or(uid),
             pid: None,
             groups: groups.to_vec(),
+            exe: None,
         }
     }
 

@@ -231,3 +231,155 @@ fn a_daemon_running_as_another_user_serves_that_user_lets_root_administer_and_re
         "the daemon did not refuse uid 65533: {raw:#?}"
     );
 }
+
+/// Connects to ARGV[1] as uid/gid ARGV[2] with the supplementary groups ARGV[3] (comma
+/// separated, may be empty), then, still connected, regains root and joins the groups
+/// ARGV[4] (the groups a process acquires *after* connect()), becomes the uid again, says
+/// READY and waits for a line on stdin. Then it sends each hex frame body in ARGV[5..] and
+/// prints each response body as hex, or CLOSED.
+const PYTHON_LATE_GROUPS: &str = r#"
+import os, socket, sys
+path, uid = sys.argv[1], int(sys.argv[2])
+at_connect = [int(g) for g in sys.argv[3].split(",") if g]
+later = [int(g) for g in sys.argv[4].split(",") if g]
+os.setgroups(at_connect)
+os.setegid(uid)
+os.seteuid(uid)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(path)
+os.seteuid(0)
+os.setgroups(at_connect + later)
+os.seteuid(uid)
+print("READY", flush=True)
+sys.stdin.readline()
+def read_exact(n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+for body in sys.argv[5:]:
+    frame = bytes.fromhex(body)
+    try:
+        s.sendall(len(frame).to_bytes(4, "big") + frame)
+    except OSError:
+        pass
+    header = read_exact(4)
+    reply = header and read_exact(int.from_bytes(header, "big"))
+    print(reply.hex() if reply else "CLOSED", flush=True)
+"#;
+
+/// Runs PYTHON_LATE_GROUPS against a daemon that is stopped (SIGSTOP) from before the
+/// connect until after the groups changed, so that the daemon accepts the connection, and
+/// reads whatever it reads about the peer, only once the process has its later groups.
+/// Returns the responses to Hello and a Sign with key `key`.
+fn sign_with_groups_gained_after_connect(
+    daemon: &Daemon,
+    pid: u32,
+    at_connect: &str,
+    later: &str,
+    key: &str,
+) -> Vec<Option<keyward_client::Response>> {
+    use std::io::{BufRead, BufReader, Write};
+    let frames = [
+        (keyward_client::Request::Hello {
+            version: keyward_client::PROTOCOL_VERSION,
+        }),
+        (keyward_client::Request::Sign {
+            key: key.into(),
+            payload: b"symbol=BTCUSDT&timestamp=1".to_vec(),
+        }),
+    ]
+    .map(|request| {
+        // The frame minus its 4-byte length header, which the script writes itself.
+        keyward_protocol::encode_request(&request, keyward_client::DEFAULT_MAX_FRAME).unwrap()[4..]
+            .to_vec()
+    });
+    let daemon_pid = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(daemon_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut child = keyward_tests::python()
+        .args(["-c", PYTHON_LATE_GROUPS])
+        .arg(daemon.socket())
+        .args(["65534", at_connect, later])
+        .args(frames.iter().map(|frame| hex_of(frame)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.next().unwrap().unwrap();
+    nix::sys::signal::kill(daemon_pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert_eq!(ready, "READY");
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    let replies = lines
+        .map(|line| {
+            let line = line.unwrap();
+            (line != "CLOSED").then(|| keyward_protocol::decode_response(&bytes_of(&line)).unwrap())
+        })
+        .collect();
+    assert!(child.wait().unwrap().success());
+    replies
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn bytes_of(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn groups_a_peer_gains_after_connect_grant_nothing() {
+    if !can_switch_uid("groups_a_peer_gains_after_connect_grant_nothing") {
+        return;
+    }
+    // Key b is allowed to group 4343 only. The connecting process is uid 65534; the daemon
+    // must judge it by the groups it had at connect(), which the kernel recorded
+    // (SO_PEERGROUPS), not by what /proc says when the daemon gets round to reading it: by
+    // then the pid may be another process (pid reuse), or, as here, the same process with
+    // other groups.
+    const BOT_GID: &str = "4343";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keywardd.toml");
+    fs::write(
+        &config,
+        format!("[keys.b]\nallow_gids = [{BOT_GID}]\n\n[keys.nobody]\nallow_uids = [65534]\n"),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&["--config", config.to_str().unwrap()]);
+    daemon.generate("b", "ed25519");
+    daemon.generate("nobody", "ed25519");
+    daemon.open_permissions_to_everyone();
+    let pid = daemon.pid();
+
+    // In the group at connect(): signs (so the group does grant the key).
+    let replies = sign_with_groups_gained_after_connect(&daemon, pid, BOT_GID, "", "b");
+    assert!(
+        matches!(replies[1], Some(keyward_client::Response::Signature { .. })),
+        "a member of the key's group at connect should sign: {replies:?}"
+    );
+    // Joined the group only after connect(): refused.
+    let replies = sign_with_groups_gained_after_connect(&daemon, pid, "", BOT_GID, "b");
+    assert!(
+        matches!(
+            replies[1],
+            Some(keyward_client::Response::Error {
+                code: keyward_client::ErrorCode::Denied,
+                ..
+            })
+        ),
+        "a group joined after connect() granted the key: {replies:?}"
+    );
+    // The same connection may still use what its uid is granted.
+    let replies = sign_with_groups_gained_after_connect(&daemon, pid, "", BOT_GID, "nobody");
+    assert!(
+        matches!(replies[1], Some(keyward_client::Response::Signature { .. })),
+        "{replies:?}"
+    );
+}
