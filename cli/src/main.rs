@@ -73,10 +73,15 @@ enum Command {
         name: String,
     },
     /// Sign a payload: the argument, or stdin byte for byte when absent.
+    ///
+    /// Prefer stdin (`printf '%s' "$PAYLOAD" | keyward sign KEY`): a payload given as an
+    /// argument is visible to every local user in `ps` and /proc/PID/cmdline while the
+    /// command runs.
     Sign {
         /// Key name.
         name: String,
-        /// The payload (e.g. a query string). Read from stdin when absent.
+        /// The payload (e.g. a query string). Read from stdin when absent. Visible to other
+        /// users in `ps` while keyward runs: prefer stdin.
         payload: Option<std::ffi::OsString>,
         /// How to print the signature [default: hex for HMAC keys, base64 otherwise].
         #[arg(long, value_enum)]

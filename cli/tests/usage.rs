@@ -140,3 +140,14 @@ fn help_lists_the_exit_codes() {
         );
     }
 }
+
+/// A payload in argv is visible to every local user in `ps`: `sign --help` says so and
+/// recommends stdin.
+#[test]
+fn sign_help_warns_that_argv_is_visible_in_ps() {
+    let out = keyward(&["sign", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("visible") && help.contains("`ps`"), "{help}");
+    assert!(help.contains("stdin"), "{help}");
+}

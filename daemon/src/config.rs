@@ -240,14 +240,21 @@ pub(crate) fn parse(text: &str) -> Result<Config, String> {
     })
 }
 
+/// The slowest rate limit: one request a day.
+const MIN_RATE_PER_SEC: f64 = 1.0 / 86_400.0;
+/// The fastest: far beyond what any key can sign, so effectively "no limit but a burst".
+const MAX_RATE_PER_SEC: f64 = 1_000_000.0;
+
 fn resolve_policy(section: &PolicySection, at: &str) -> Result<KeyPolicy, String> {
     let rate = match (section.rate_per_sec, section.burst) {
         (None, None) => None,
         (None, Some(_)) => return Err(format!("{at}.burst needs {at}.rate_per_sec")),
         (Some(rate), burst) => {
-            if !(rate.is_finite() && rate > 0.0) {
+            // Bounded on both sides: a rate so small that the wait for the next token
+            // overflows a Duration would panic the request's task.
+            if !(MIN_RATE_PER_SEC..=MAX_RATE_PER_SEC).contains(&rate) {
                 return Err(format!(
-                    "{at}.rate_per_sec must be a positive number, not {rate}"
+                    "{at}.rate_per_sec must be a positive number from 1/86400 (one a day) to 1000000, not {rate:e}"
                 ));
             }
             // Default burst: one second's worth (at least one request).
@@ -373,8 +380,20 @@ mod tests {
             ("[daemon]\nsocket_path = 1", "unknown field `socket_path`"),
             (
                 "[keys.k]\nrate_per_sec = -1",
-                "keys.k.rate_per_sec must be a positive number",
+                "keys.k.rate_per_sec must be a positive number from",
             ),
+            // These once passed the check and panicked at the second signature.
+            (
+                "[keys.k]\nrate_per_sec = 1e-300",
+                "keys.k.rate_per_sec must be a positive number from",
+            ),
+            (
+                "[keys.k]\nrate_per_sec = 5e-324",
+                "keys.k.rate_per_sec must be a positive number from",
+            ),
+            ("[keys.k]\nrate_per_sec = 1e300", "not 1e300"),
+            ("[keys.k]\nrate_per_sec = 0", "not 0e0"),
+            ("[keys.k]\nrate_per_sec = nan", "not NaN"),
             (
                 "[keys.k]\nallow_uids = [\"no-such-user-here\"]",
                 "unknown user \"no-such-user-here\"",

@@ -268,9 +268,12 @@ impl RateLimiter {
             bucket.tokens -= wanted;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(
-                (wanted - bucket.tokens) / limit.per_sec,
-            ))
+            // The config bounds the rate, so this cannot overflow; if it ever did, "wait
+            // forever" is the safe answer, never a panic.
+            Err(
+                Duration::try_from_secs_f64((wanted - bucket.tokens) / limit.per_sec)
+                    .unwrap_or(Duration::MAX),
+            )
         }
     }
 }
