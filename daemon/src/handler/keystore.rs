@@ -5,9 +5,22 @@ use keyward_protocol::{Response, SecretBytes};
 
 use crate::daemon::Daemon;
 use crate::failure::Failure;
+use crate::peer::Peer;
+use crate::policy::Policy;
 
-pub(super) fn status(daemon: &Daemon) -> Response {
-    Response::Status(daemon.lifecycle.status(&daemon.keyring))
+/// The keystore's state. An admin sees everything; any other peer sees only the keys it may
+/// use, as `list` does: neither the total count nor the names of unreadable keys of others.
+pub(super) fn status(daemon: &Daemon, policy: &Policy, peer: &Peer) -> Response {
+    let mut status = daemon.lifecycle.status(&daemon.keyring);
+    if !policy.is_admin(peer, daemon.uid) {
+        let may_use = |name: &str| policy.may_use(name, peer, daemon.uid);
+        let usable = daemon.keyring.list().map_or(0, |keys| {
+            keys.iter().filter(|key| may_use(&key.name)).count()
+        });
+        status.keys = u32::try_from(usable).unwrap_or(u32::MAX);
+        status.unreadable.retain(|key| may_use(&key.name));
+    }
+    Response::Status(status)
 }
 
 pub(super) async fn init(daemon: &Daemon, passphrase: SecretBytes) -> Result<Response, Failure> {

@@ -152,7 +152,7 @@ async fn dispatch(
             api_key,
         } => keys::generate(daemon, name, kind, api_key).await,
         Request::Remove { name } => keys::remove(daemon, peer, name).await,
-        Request::Status => Ok(keystore::status(daemon)),
+        Request::Status => Ok(keystore::status(daemon, policy, peer)),
         Request::Init { passphrase } => keystore::init(daemon, passphrase).await,
         Request::Unlock { passphrase } => keystore::unlock(daemon, passphrase).await,
         Request::Lock => keystore::lock(daemon).await,
