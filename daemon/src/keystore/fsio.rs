@@ -26,12 +26,13 @@ pub(super) fn io_error(path: &Path, source: io::Error) -> KeystoreError {
     }
 }
 
-/// Checks that `path` is a directory owned by the effective uid and not writable by group or
-/// others (the rule in [`crate::private_dir`]). Another user able to write here could swap
-/// the header or key files.
+/// Checks that `path` is a directory owned by the effective uid that group and others can
+/// neither write nor read (mode 0700: [`crate::private_dir::check_owner_only`]). Another user
+/// able to write here could swap the header or key files; one able to read could copy them
+/// for an offline passphrase search.
 pub(super) fn check_private_dir(path: &Path) -> Result<(), KeystoreError> {
     let meta = fs::metadata(path).map_err(|err| io_error(path, err))?;
-    crate::private_dir::check(&meta).map_err(|reason| KeystoreError::UnsafePermissions {
+    crate::private_dir::check_owner_only(&meta).map_err(|reason| KeystoreError::UnsafePermissions {
         path: path.to_owned(),
         reason,
     })

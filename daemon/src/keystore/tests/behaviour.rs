@@ -488,10 +488,23 @@ fn unsafe_directories_are_refused() {
         );
         set(path, 0o700);
     }
-    // Readable by others is the user's choice, not a reason to refuse.
-    set(&dir, 0o755);
+    // Readable by group or others is refused too (SECURITY.md promises 0700): the encrypted
+    // keys could be copied for an offline passphrase search.
+    for (path, mode) in [(&dir, 0o755), (&dir, 0o750), (&keys, 0o705)] {
+        set(path, mode);
+        let err = Keystore::open(&dir).unwrap_err();
+        assert!(
+            matches!(&err, KeystoreError::UnsafePermissions { path: p, .. } if p == path),
+            "{err}"
+        );
+        let shown = err.to_string();
+        assert!(
+            shown.contains("readable by group or others") && shown.contains("chmod 700"),
+            "{shown}"
+        );
+        set(path, 0o700);
+    }
     assert!(Keystore::open(&dir).unwrap().is_some());
-    set(&dir, 0o700);
 
     let fresh = tmp.path().join("fresh");
     fs::create_dir(&fresh).unwrap();
