@@ -27,6 +27,7 @@ use keyward_client::{Client, KeyKind, Scheme};
 #[command(version, about, long_about = None, after_help = exit::HELP)]
 struct Cli {
     /// The daemon's socket [default: $XDG_RUNTIME_DIR/keyward/keyward.sock, else
+    /// /run/user/$UID/keyward/keyward.sock if /run/user/$UID exists, else
     /// /tmp/keyward-$UID/keyward.sock].
     #[arg(
         long,

@@ -8,15 +8,18 @@ use std::path::PathBuf;
 pub const SOCKET_ENV: &str = "KEYWARD_SOCK";
 
 /// The socket path used when none is given: `$XDG_RUNTIME_DIR/keyward/keyward.sock` if
-/// `XDG_RUNTIME_DIR` is set and not empty, otherwise `/tmp/keyward-$UID/keyward.sock`, `$UID`
-/// being the real user id of this process.
+/// `XDG_RUNTIME_DIR` is set and not empty, else `/run/user/$UID/keyward/keyward.sock` if
+/// `/run/user/$UID` exists, otherwise `/tmp/keyward-$UID/keyward.sock`, `$UID` being the real
+/// user id of this process.
 ///
 /// `keywardd` in user mode follows the same rule: both call
 /// [`keyward_protocol::default_socket_path`], which documents it.
 pub fn default_socket_path() -> PathBuf {
+    let uid = nix::unistd::getuid().as_raw();
     keyward_protocol::default_socket_path(
         env::var_os("XDG_RUNTIME_DIR").as_deref(),
-        nix::unistd::getuid().as_raw(),
+        uid,
+        keyward_protocol::run_user_dir(uid).is_dir(),
     )
 }
 

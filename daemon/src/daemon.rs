@@ -1,6 +1,7 @@
 //! The daemon's shared state: the keyring, the keystore's lifecycle, the policy in force and
 //! the audit log. Request handling is in `handler/`.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
 use keyward_protocol::{SecretBytes, Status};
@@ -84,7 +85,33 @@ impl Daemon {
     }
 
     pub(crate) async fn unlock(&self, passphrase: SecretBytes) -> Result<(), Failure> {
-        self.lifecycle.unlock(&self.keyring, passphrase).await
+        self.lifecycle.unlock(&self.keyring, passphrase).await?;
+        self.warn_about_unknown_key_tables("unlock");
+        Ok(())
+    }
+
+    /// Warns (in the log) about each `[keys."NAME"]` table of the policy that names no key:
+    /// a typo there would otherwise leave the key it meant under `[defaults]`, silently.
+    /// Called at start, after unlock and after SIGHUP; `when` says which.
+    pub(crate) fn warn_about_unknown_key_tables(&self, when: &str) {
+        let policy = self.policy();
+        if policy.keys.is_empty() {
+            return;
+        }
+        let known: BTreeSet<String> = match self.keyring.list() {
+            Ok(keys) => keys.into_iter().map(|key| key.name).collect(),
+            Err(_) => match self.lifecycle.key_names() {
+                Some(names) => names.into_iter().collect(),
+                None => return,
+            },
+        };
+        for name in policy.keys.keys().filter(|name| !known.contains(*name)) {
+            tracing::warn!(
+                key = %name,
+                "{when}: the config's [keys.{name:?}] table names no key in the keystore (a typo?); \
+                 it applies to nothing, and a key it was meant for falls under [defaults]"
+            );
+        }
     }
 
     /// Drops every decrypted key (a no-op for an ephemeral daemon).

@@ -2,7 +2,7 @@
 //! (where the memlock limit allows) all memory locked so no secret can be written to swap.
 //!
 //! Every call here goes through `nix`'s safe wrappers: this module has no `unsafe` (the
-//! crate's one `unsafe` block is in `systemd.rs`).
+//! crate's two `unsafe` blocks are in `systemd.rs` and `os.rs`).
 
 use nix::sys::mman::{MlockAllFlags, mlockall};
 use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};

@@ -466,6 +466,11 @@ impl Keystore {
         loaded
     }
 
+    /// The names of the keys on disk, from their file names (nothing is decrypted).
+    pub(crate) fn key_names(&self) -> Vec<String> {
+        key_file_names(&self.dir.join(KEYS_DIR))
+    }
+
     /// The keystore directory.
     #[cfg(test)]
     pub(crate) fn dir(&self) -> &Path {
@@ -605,6 +610,25 @@ fn unsupported(found: u32) -> KeystoreError {
         found,
         supported: format::FORMAT_VERSION,
     }
+}
+
+/// The names of the key files in `keys_dir` (without reading them): what the keystore holds
+/// while it is locked. Unreadable directories and odd names are skipped.
+fn key_file_names(keys_dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(keys_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry
+                .file_name()
+                .to_str()?
+                .strip_suffix(KEY_SUFFIX)?
+                .to_owned();
+            (!name.starts_with('.')).then_some(name)
+        })
+        .collect()
 }
 
 /// True if `keys_dir` holds anything that looks like a key file.

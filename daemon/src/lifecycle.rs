@@ -92,6 +92,12 @@ impl Lifecycle {
         self.store.is_ephemeral()
     }
 
+    /// The names of the keys in the keystore, known even while it is locked (`None` for an
+    /// ephemeral daemon, whose keys exist only in the keyring).
+    pub(crate) fn key_names(&self) -> Option<Vec<String>> {
+        self.store.key_names()
+    }
+
     /// The one place the admin lock is taken.
     async fn admin(&self) -> AdminGuard<'_> {
         self.admin.lock().await

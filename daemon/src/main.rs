@@ -56,6 +56,7 @@ struct Args {
     config: Option<PathBuf>,
 
     /// Socket to listen on [default: $XDG_RUNTIME_DIR/keyward/keyward.sock, else
+    /// /run/user/$UID/keyward/keyward.sock if /run/user/$UID exists, else
     /// /tmp/keyward-$UID/keyward.sock].
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
@@ -246,6 +247,10 @@ async fn serve(
         },
     };
     let daemon = Daemon::new(settings, store, config.policy, open_audit(&config.daemon)?);
+    // An ephemeral daemon starts with no keys at all: every table would be "unknown".
+    if !daemon.lifecycle.is_ephemeral() {
+        daemon.warn_about_unknown_key_tables("start");
+    }
     if let Some((path, passphrase)) = headless_passphrase(&args)? {
         daemon
             .unlock(passphrase)
@@ -356,6 +361,7 @@ fn reload_policy(daemon: &Daemon, config: Option<&(PathBuf, bool)>, at_start: &D
         Ok(new) => {
             daemon.set_policy(new.policy);
             tracing::info!("SIGHUP: policy reloaded");
+            daemon.warn_about_unknown_key_tables("SIGHUP");
             if new.daemon != *at_start {
                 tracing::warn!(
                     "SIGHUP: the [daemon] section changed; those settings take effect only at restart"

@@ -38,9 +38,11 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SocketError + '_ {
 /// The default socket (the rule client and daemon share, in
 /// [`keyward_protocol::default_socket_path`]).
 pub(crate) fn default_socket_path() -> PathBuf {
+    let uid = nix::unistd::getuid().as_raw();
     keyward_protocol::default_socket_path(
         std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
-        nix::unistd::getuid().as_raw(),
+        uid,
+        keyward_protocol::run_user_dir(uid).is_dir(),
     )
 }
 

@@ -109,6 +109,21 @@ impl Store {
         }
     }
 
+    /// The names of the keys persisted in the keystore, readable while it is locked;
+    /// `None` for an ephemeral daemon.
+    pub(crate) fn key_names(&self) -> Option<Vec<String>> {
+        match self {
+            Store::Ephemeral => None,
+            Store::Keystore(vault) => Some(
+                lock_state(&vault.state)
+                    .keystore
+                    .as_ref()
+                    .map(Keystore::key_names)
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
     /// Forgets the data key (the keyring drops the keys themselves).
     pub(crate) fn forget_data_key(&self) {
         if let Store::Keystore(vault) = self {

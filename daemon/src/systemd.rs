@@ -120,7 +120,7 @@ pub(crate) fn take_listener() -> Result<Option<UnixListener>, SystemdError> {
         }
     }
 
-    // The project's one `unsafe` block.
+    // One of the crate's two `unsafe` blocks (the other is in os.rs).
     #[allow(unsafe_code)]
     // SAFETY: `OwnedFd::from_raw_fd` needs fd 3 to be open and owned by nobody else.
     // - Open: `getsockname` just succeeded on it, which it cannot on a closed fd.

@@ -25,7 +25,7 @@ pub use message::{KeyInfo, KeystoreState, Request, Response, Status, UnreadableK
 pub use name::{InvalidKeyName, MAX_KEY_NAME_LEN, validate_key_name};
 pub use scheme::{KeyKind, Scheme, UnknownScheme};
 pub use secret::SecretBytes;
-pub use socket_path::default_socket_path;
+pub use socket_path::{default_socket_path, run_user_dir};
 
 /// The protocol version this crate speaks; sent in [`Request::Hello`] and echoed back.
 pub const PROTOCOL_VERSION: u32 = 1;

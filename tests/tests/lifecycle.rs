@@ -163,3 +163,65 @@ fn status_tells_a_non_admin_only_about_the_keys_it_may_use() {
         );
     }
 }
+
+/// Waits until `pattern` appears `count` times in the daemon's log (or fails after 10 s).
+fn wait_for_log(daemon: &Daemon, pattern: &str, count: usize) -> String {
+    let started = Instant::now();
+    loop {
+        let log = daemon.log();
+        if log.matches(pattern).count() >= count {
+            return log;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "expected {count} × {pattern:?} in the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_config_table_naming_no_key_is_reported_at_start_at_unlock_and_at_sighup() {
+    // A typo in [keys."..."] silently left the key it meant under [defaults].
+    let store = KeystoreDir::new();
+    let mut daemon = Daemon::start_with_keystore(store.path(), &[]);
+    daemon
+        .keyward_with_passphrases(&["init"], &[PASSPHRASE])
+        .success();
+    daemon.generate("grid-bot", "ed25519");
+    daemon.stop();
+
+    let config = store.scratch().join("keywardd.toml");
+    fs::write(
+        &config,
+        "[keys.\"grid-bot\"]\nrate_per_sec = 5\n\n[keys.\"grid-bto\"]\nrate_per_sec = 1\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_keystore(store.path(), &["--config", config.to_str().unwrap()]);
+    let typo = "[keys.\"grid-bto\"] table names no key";
+    let log = wait_for_log(&daemon, &format!("start: the config's {typo}"), 1);
+    assert!(
+        !log.contains("[keys.\"grid-bot\"] table names no key"),
+        "the key that exists was reported:\n{log}"
+    );
+    daemon
+        .keyward_with_passphrases(&["unlock"], &[PASSPHRASE])
+        .success();
+    wait_for_log(&daemon, &format!("unlock: the config's {typo}"), 1);
+
+    fs::write(
+        &config,
+        "[keys.\"grid-bot\"]\nrate_per_sec = 5\n\n[keys.\"gird-bot\"]\n",
+    )
+    .unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    let log = wait_for_log(
+        &daemon,
+        "SIGHUP: the config's [keys.\"gird-bot\"] table names no key",
+        1,
+    );
+    assert!(
+        !log.contains("SIGHUP: the config's [keys.\"grid-bto\"]"),
+        "a table no longer in the config was reported:\n{log}"
+    );
+}

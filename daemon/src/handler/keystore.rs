@@ -29,7 +29,7 @@ pub(super) async fn init(daemon: &Daemon, passphrase: SecretBytes) -> Result<Res
 }
 
 pub(super) async fn unlock(daemon: &Daemon, passphrase: SecretBytes) -> Result<Response, Failure> {
-    daemon.lifecycle.unlock(&daemon.keyring, passphrase).await?;
+    daemon.unlock(passphrase).await?;
     Ok(Response::Ok)
 }
 
