@@ -1,0 +1,283 @@
+"""What the blocking and the asyncio client share: the socket path, the trust rule, request
+frames and turning responses into results. Only the I/O differs between the two clients."""
+
+import errno
+import os
+import pwd
+import socket
+import stat
+import struct
+from typing import Iterable, List, Optional, Tuple, Union
+
+from . import protocol as p
+from .errors import (
+    ErrorCode,
+    KeywardError,
+    ProtocolError,
+    UnavailableError,
+    error_from_daemon,
+)
+
+#: The environment variable naming the daemon's socket.
+SOCKET_ENV = "KEYWARD_SOCK"
+
+PathLike = Union[str, "os.PathLike[str]"]
+Payload = Union[bytes, bytearray, memoryview, str]
+
+HELLO_FRAME = p.frame(p.encode_request(p.HelloRequest(p.PROTOCOL_VERSION)))
+
+
+# ---- where the socket is ----
+
+
+def default_socket_path() -> str:
+    """The socket path used when none is given and ``KEYWARD_SOCK`` is unset or empty.
+
+    1. ``$XDG_RUNTIME_DIR/keyward/keyward.sock`` if ``XDG_RUNTIME_DIR`` is set and not empty;
+    2. ``/run/user/$UID/keyward/keyward.sock`` if the directory ``/run/user/$UID`` exists;
+    3. otherwise ``/tmp/keyward-$UID/keyward.sock``;
+
+    ``$UID`` being this process's real user id.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return os.path.join(runtime, "keyward", "keyward.sock")
+    uid = os.getuid()
+    if os.path.isdir(f"/run/user/{uid}"):
+        return f"/run/user/{uid}/keyward/keyward.sock"
+    return f"/tmp/keyward-{uid}/keyward.sock"
+
+
+def socket_path(path: Optional[PathLike] = None) -> str:
+    """The socket to use: ``path`` if given, else ``$KEYWARD_SOCK`` if set and not empty,
+    else :func:`default_socket_path`."""
+    if path is not None:
+        return os.fspath(path)
+    return os.environ.get(SOCKET_ENV) or default_socket_path()
+
+
+# ---- whom to trust ----
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    so_peercred = getattr(socket, "SO_PEERCRED", None)
+    if so_peercred is None:
+        raise UnavailableError(
+            "cannot check who runs the server of a socket on this platform (no SO_PEERCRED)"
+        )
+    creds = sock.getsockopt(socket.SOL_SOCKET, so_peercred, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid
+
+
+def _protected_by_directory(path: str, uid: int) -> bool:
+    """True when the socket at ``path`` sits in a directory that ``uid`` owns and nobody else
+    can write, whose parent only root can write. Nothing is followed: a socket or directory
+    that is a symlink does not qualify."""
+    directory = os.path.dirname(path) or "."
+    try:
+        sock_st = os.lstat(path)
+        dir_st = os.lstat(directory)
+        # `dir/..` is the parent the kernel resolves, even when `directory` ends in `..`.
+        parent_st = os.lstat(os.path.join(directory, ".."))
+    except OSError:
+        return False
+    return (
+        stat.S_ISSOCK(sock_st.st_mode)
+        and stat.S_ISDIR(dir_st.st_mode)
+        and dir_st.st_uid == uid
+        and dir_st.st_mode & 0o022 == 0
+        # A directory anyone could have made in /tmp never qualifies: /tmp is writable by
+        # others (its sticky bit does not make it root's alone).
+        and stat.S_ISDIR(parent_st.st_mode)
+        and parent_st.st_uid == 0
+        and parent_st.st_mode & 0o022 == 0
+    )
+
+
+def _user_name(uid: int) -> Optional[str]:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        return None
+
+
+def check_trust(sock: socket.socket, path: str) -> None:
+    """Refuses the server at the other end of ``sock`` unless it runs as this user or root, or
+    owns a directory around the socket that only it can write, inside one that only root can
+    write. Called after connect and before the first byte is sent."""
+    uid = _peer_uid(sock)
+    if uid == os.getuid() or uid == 0:
+        return
+    if _protected_by_directory(path, uid):
+        return
+    name = _user_name(uid)
+    who = f"uid {uid} ({name})" if name else f"uid {uid}"
+    raise UnavailableError(
+        f"refusing socket {path}: its server runs as {who}, not you (uid {os.getuid()}) or "
+        f"root, and its directory is not protected; set {SOCKET_ENV} to your daemon's socket"
+    )
+
+
+def connect_error(path: str, err: OSError) -> UnavailableError:
+    """The error for a socket that could not be connected to."""
+    if isinstance(err, FileNotFoundError):
+        why = f"no keywardd socket at {path} (is the daemon running?)"
+    elif isinstance(err, ConnectionRefusedError):
+        why = f"nothing is listening on {path} (is the daemon running?)"
+    elif isinstance(err, PermissionError):
+        why = f"permission denied connecting to {path} (may this user use keywardd?)"
+    elif is_timeout(err):
+        why = f"timed out connecting to keywardd at {path} (is it at its connection limit?)"
+    else:
+        why = f"cannot connect to keywardd at {path}: {err.strerror or err}"
+    return UnavailableError(why)
+
+
+def is_timeout(err: BaseException) -> bool:
+    """True for a socket timeout, whether from SO_RCVTIMEO/SO_SNDTIMEO (EAGAIN) or Python."""
+    return isinstance(err, (socket.timeout, TimeoutError)) or (
+        isinstance(err, OSError) and err.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+    )
+
+
+def io_error(err: OSError) -> UnavailableError:
+    """The error for a failed read or write on an established connection."""
+    if is_timeout(err):
+        return UnavailableError("timed out waiting for keywardd; the connection was closed")
+    return UnavailableError(f"I/O error on the connection to keywardd: {err.strerror or err}")
+
+
+CLOSED_BEFORE_ANSWER = (
+    "keywardd closed the connection before answering; the request may or may not have been "
+    "processed, so it was not sent again"
+)
+
+
+# ---- requests ----
+
+
+def payload_bytes(payload: Payload) -> bytes:
+    """A payload as bytes: a ``str`` is UTF-8 encoded, bytes-like objects taken as they are."""
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    raise TypeError(f"a payload is bytes or str, not {type(payload).__name__}")
+
+
+def sign_body(key: str, payload: Payload) -> bytes:
+    """The body of ``Sign`` (the hot path, built without the generic encoder)."""
+    name = key.encode("utf-8")
+    data = payload_bytes(payload)
+    n, m = len(name), len(data)
+    if n < 0x80 and m < 0x80:
+        return b"\x01" + bytes((n,)) + name + bytes((m,)) + data
+    return p.encode_request(p.SignRequest(key, data))
+
+
+def sign_batch_body(key: str, payloads: Iterable[Payload]) -> Tuple[bytes, int]:
+    """The body of ``SignBatch`` and the number of payloads."""
+    data = [payload_bytes(payload) for payload in payloads]
+    return p.encode_request(p.SignBatchRequest(key, data)), len(data)
+
+
+LIST_BODY = p.encode_request(p.ListRequest())
+STATUS_BODY = p.encode_request(p.StatusRequest())
+
+
+def public_key_body(name: str) -> bytes:
+    return p.encode_request(p.PublicKeyRequest(name))
+
+
+def frame_request(body: bytes, max_frame: int) -> bytes:
+    """Frames a request body, refusing locally (nothing is sent, the connection stays usable)
+    one that exceeds the daemon's ``max_frame``."""
+    if len(body) > max_frame:
+        raise KeywardError(
+            f"request of {len(body)} bytes exceeds the daemon's limit of {max_frame} bytes",
+            ErrorCode.TOO_LARGE,
+        )
+    return struct.pack(">I", len(body)) + body
+
+
+# ---- responses ----
+
+
+def decode(body: bytes) -> p.Response:
+    # Fast path for the common answer: Signature { scheme < 128, signature < 128 bytes }.
+    if len(body) >= 3 and body[0] == 1 and body[1] < 5 and body[2] < 0x80:
+        if len(body) == 3 + body[2]:
+            return p.SignatureResponse(p._SCHEMES[body[1]], body[3:])
+    return p.decode_response(body)
+
+
+def unexpected(response: p.Response, expected: str) -> KeywardError:
+    """The daemon's own error if it sent one, else a :class:`ProtocolError`."""
+    if isinstance(response, p.ErrorResponse):
+        return error_from_daemon(response.code, response.message)
+    return ProtocolError(
+        f"keywardd sent an unexpected response ({type(response).__name__}; expected {expected})"
+    )
+
+
+def expect_hello(response: p.Response) -> int:
+    """Checks the answer to Hello and returns the daemon's ``max_frame``."""
+    if isinstance(response, p.HelloResponse):
+        if response.version != p.PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"keywardd does not speak protocol version {p.PROTOCOL_VERSION}: it answered "
+                f"with version {response.version}",
+                ErrorCode.UNSUPPORTED_VERSION,
+            )
+        return response.max_frame
+    raise unexpected(response, "hello")
+
+
+def expect_signature(response: p.Response) -> bytes:
+    if isinstance(response, p.SignatureResponse):
+        return response.signature
+    raise unexpected(response, "signature")
+
+
+def expect_signatures(response: p.Response, count: int) -> List[bytes]:
+    if isinstance(response, p.SignaturesResponse):
+        if len(response.signatures) != count:
+            raise ProtocolError(
+                f"keywardd sent {len(response.signatures)} signatures for {count} payloads"
+            )
+        return response.signatures
+    raise unexpected(response, "signatures")
+
+
+def expect_keys(response: p.Response) -> List[p.KeyInfo]:
+    if isinstance(response, p.KeysResponse):
+        return response.keys
+    raise unexpected(response, "key list")
+
+
+def expect_public_key(response: p.Response) -> str:
+    if isinstance(response, p.KeyResponse):
+        pem = response.key.public_key_pem
+        if pem is None:
+            raise KeywardError(
+                f"key {response.key.name!r} is an {response.key.scheme} key: it has no "
+                "public key",
+                ErrorCode.INVALID_KEY,
+            )
+        return pem
+    raise unexpected(response, "key")
+
+
+def expect_status(response: p.Response) -> p.Status:
+    if isinstance(response, p.StatusResponse):
+        return response.status
+    raise unexpected(response, "status")
+
+
+def read_frame_header(header: bytes) -> int:
+    """The body length of a response header, refusing one above 16 MiB before the body."""
+    try:
+        return p.body_len(header, p.MAX_RESPONSE_FRAME)
+    except p.FrameError as err:
+        raise ProtocolError(f"keywardd sent a bad frame header: {err.message}") from None

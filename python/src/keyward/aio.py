@@ -1,0 +1,237 @@
+"""The asyncio client."""
+
+import asyncio
+import socket
+import sys
+from types import TracebackType
+from typing import Any, Awaitable, Iterable, List, Optional, Type, TypeVar
+
+from . import _core as core
+from . import protocol as p
+from .errors import KeywardError, UnavailableError
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+
+class _NotDelivered(Exception):
+    """See keyward.client._NotDelivered: the request provably never reached the daemon."""
+
+
+async def _with_timeout(awaitable: Awaitable[T], timeout: Optional[float]) -> T:
+    if timeout is None:
+        return await awaitable
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, timeout)
+
+
+class AsyncClient:
+    """An asyncio connection to ``keywardd``, with the same calls as :class:`keyward.Client`.
+
+    Connect with ``async with AsyncClient() as client:`` or ``await client.connect()``; a
+    call on a client that is not connected yet connects first. ``path`` and ``timeout`` are
+    as for :class:`keyward.Client` (``timeout`` bounds the connection and each whole call).
+
+    Calls from several tasks are serialized on the one connection. A call that fails
+    half-way, times out or is cancelled leaves the connection broken: it is closed, never
+    read again, and the next call opens a new one. A request is sent again only when the
+    daemon had closed the connection before the request was written (it restarted while the
+    client sat idle), never when it may have been processed.
+    """
+
+    def __init__(self, path: Optional[core.PathLike] = None, timeout: Optional[float] = 5.0):
+        self.path: str = core.socket_path(path)
+        self.timeout: Optional[float] = timeout
+        self._lock: Optional[asyncio.Lock] = None
+        self._sock: Optional[socket.socket] = None
+        self._closed = False
+        self._max_frame = p.DEFAULT_MAX_FRAME
+
+    # ---- lifetime ----
+
+    async def connect(self) -> "AsyncClient":
+        """Connects, checks the socket's server and performs the handshake (again, if the
+        client was connected)."""
+        async with self._guard():
+            self._closed = False
+            await _with_timeout(self._connect(), self.timeout)
+        return self
+
+    async def close(self) -> None:
+        """Closes the connection; further calls raise :class:`~keyward.UnavailableError`."""
+        async with self._guard():
+            self._closed = True
+            self._drop()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return await self.connect()
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+    def __del__(self) -> None:
+        sock = getattr(self, "_sock", None)
+        if sock is not None:
+            sock.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "connected" if self._sock else "disconnected"
+        return f"<keyward.AsyncClient {self.path!r} {state}>"
+
+    @property
+    def max_frame(self) -> int:
+        """The largest request body the daemon accepts, from its Hello."""
+        return self._max_frame
+
+    # ---- calls ----
+
+    async def sign(self, key: str, payload: core.Payload) -> bytes:
+        """See :meth:`keyward.Client.sign`."""
+        return core.expect_signature(await self._call(core.sign_body(key, payload)))
+
+    async def sign_batch(self, key: str, payloads: Iterable[core.Payload]) -> List[bytes]:
+        """See :meth:`keyward.Client.sign_batch`."""
+        body, count = core.sign_batch_body(key, payloads)
+        return core.expect_signatures(await self._call(body), count)
+
+    async def list(self) -> List[p.KeyInfo]:
+        """See :meth:`keyward.Client.list`."""
+        return core.expect_keys(await self._call(core.LIST_BODY))
+
+    async def public_key(self, name: str) -> str:
+        """See :meth:`keyward.Client.public_key`."""
+        return core.expect_public_key(await self._call(core.public_key_body(name)))
+
+    async def status(self) -> p.Status:
+        """See :meth:`keyward.Client.status`."""
+        return core.expect_status(await self._call(core.STATUS_BODY))
+
+    async def call(self, request: p.Request) -> p.Response:
+        """See :meth:`keyward.Client.call`."""
+        return await self._call(p.encode_request(request))
+
+    # ---- the exchange ----
+
+    def _guard(self) -> asyncio.Lock:
+        # Created on first use, inside the running loop (Python 3.9 binds locks at creation).
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def _call(self, body: bytes) -> p.Response:
+        async with self._guard():
+            try:
+                return await _with_timeout(self._call_locked(body), self.timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                self._drop()
+                raise UnavailableError(
+                    "timed out waiting for keywardd; the connection was closed"
+                ) from None
+
+    async def _call_locked(self, body: bytes) -> p.Response:
+        fresh = False
+        if self._sock is None:
+            if self._closed:
+                raise UnavailableError("this keyward.AsyncClient is closed")
+            await self._connect()
+            fresh = True
+        frame = core.frame_request(body, self._max_frame)
+        try:
+            return await self._exchange(frame)
+        except _NotDelivered:
+            if fresh:
+                raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
+        # Closed by the daemon while idle: the request never reached it. Reconnect once.
+        await self._connect()
+        frame = core.frame_request(body, self._max_frame)
+        try:
+            return await self._exchange(frame)
+        except _NotDelivered:
+            raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
+
+    async def _connect(self) -> None:
+        self._drop()
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            try:
+                await loop.sock_connect(sock, self.path)
+            except OSError as err:
+                raise core.connect_error(self.path, err) from None
+            core.check_trust(sock, self.path)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        try:
+            response = await self._exchange(core.HELLO_FRAME)
+        except _NotDelivered:
+            raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
+        try:
+            self._max_frame = core.expect_hello(response)
+        except BaseException:
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    async def _exchange(self, frame: bytes) -> p.Response:
+        sock = self._sock
+        assert sock is not None
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                await loop.sock_sendall(sock, frame)
+            except (BrokenPipeError, ConnectionResetError) as write_err:
+                try:
+                    response = await self._read(loop, sock)
+                except (KeywardError, OSError):
+                    raise _NotDelivered() from None
+                if isinstance(response, p.ErrorResponse):
+                    self._drop()
+                    return response
+                raise core.io_error(write_err) from None
+            except OSError as err:
+                raise core.io_error(err) from None
+            try:
+                return await self._read(loop, sock)
+            except ConnectionResetError:
+                raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
+            except OSError as err:
+                raise core.io_error(err) from None
+        except BaseException:
+            # Includes cancellation: part of a frame may be left on the socket.
+            self._drop()
+            raise
+
+    async def _read(self, loop: Any, sock: socket.socket) -> p.Response:
+        header = await self._read_exactly(loop, sock, p.HEADER_LEN)
+        n = core.read_frame_header(header)
+        body = await self._read_exactly(loop, sock, n)
+        return core.decode(body)
+
+    @staticmethod
+    async def _read_exactly(loop: Any, sock: socket.socket, n: int) -> bytes:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = await loop.sock_recv_into(sock, view[got:])
+            if k == 0:
+                raise UnavailableError(core.CLOSED_BEFORE_ANSWER)
+            got += k
+        return bytes(buf)
+
+
