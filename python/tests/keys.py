@@ -60,7 +60,8 @@ def rsa_key(name: str = "rsa") -> TestKey:
     def verify(signature: bytes, payload: bytes) -> None:
         public.verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
 
-    return TestKey(name, "rsa-pkcs1v15-sha256", _pkcs8(private), [], verify, _spki_pem(private), 256)
+    pem = _spki_pem(private)
+    return TestKey(name, "rsa-pkcs1v15-sha256", _pkcs8(private), [], verify, pem, 256)
 
 
 def ecdsa_key(name: str = "ec") -> TestKey:

@@ -143,3 +143,22 @@ def test_a_cancelled_call_breaks_the_connection_and_is_not_resent(tmp_path):
         run(main())
     finally:
         fake.close()
+
+
+def test_a_malformed_response_breaks_the_async_connection(tmp_path):
+    bad = p.frame(bytes.fromhex("01 02 05 00"))  # a signature length past the body's end
+    fake = FakeDaemon(tmp_path / "fake.sock", lambda body: bad)
+
+    async def main():
+        async with keyward.AsyncClient(fake.path) as client:
+            with pytest.raises(keyward.ProtocolError) as caught:
+                await client.sign("k", b"x")
+            assert caught.value.code is None
+            with pytest.raises(keyward.ProtocolError):
+                await client.sign("k", b"x")
+        assert fake.connections == 2
+
+    try:
+        run(main())
+    finally:
+        fake.close()

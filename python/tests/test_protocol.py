@@ -8,6 +8,7 @@ import re
 import pytest
 
 from fixtures import REPO, fixture_dir
+import keyward
 from keyward import ErrorCode
 from keyward import protocol as p
 
@@ -268,9 +269,20 @@ def test_unknown_error_codes_decode_as_plain_ints():
 def test_the_fast_sign_encoder_matches_the_fixture():
     from keyward import _core
 
-    body = _core.sign_body("binance-hmac", BINANCE_QUERY.decode())
-    assert p.frame(body) == read("request-01-sign.bin")
-    assert _core.sign_body("k", b"x" * 200) == p.encode_request(p.SignRequest("k", b"x" * 200))
+    assert _core.sign_frame("binance-hmac", BINANCE_QUERY.decode()) == read("request-01-sign.bin")
+    assert _core.sign_frame("binance-hmac", BINANCE_QUERY) == read("request-01-sign.bin")
+    long = p.frame(p.encode_request(p.SignRequest("k", b"x" * 200)))
+    assert _core.sign_frame("k", bytearray(b"x" * 200)) == long
+
+
+def test_the_fast_signature_decoder_is_as_strict_as_the_codec():
+    from keyward import _core
+
+    good = read("response-01-signature.bin")[4:]
+    assert _core.expect_signature_body(good) == bytes.fromhex(BINANCE_SIGNATURE)
+    for bad in (good + b"\x00", good[:-1], b"\x01\x05" + good[2:]):
+        with pytest.raises(keyward.ProtocolError):
+            _core.expect_signature_body(bad)
 
 
 def test_secrets_are_not_in_reprs():

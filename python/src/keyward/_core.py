@@ -166,50 +166,78 @@ def payload_bytes(payload: Payload) -> bytes:
     raise TypeError(f"a payload is bytes or str, not {type(payload).__name__}")
 
 
-def sign_body(key: str, payload: Payload) -> bytes:
-    """The body of ``Sign`` (the hot path, built without the generic encoder)."""
+_SIGN_HEAD = struct.Struct(">IBB")
+
+
+def sign_frame(key: str, payload: Payload) -> bytes:
+    """The whole frame of ``Sign`` (the hot path, built without the generic encoder)."""
     name = key.encode("utf-8")
-    data = payload_bytes(payload)
+    data = payload if type(payload) is bytes else payload_bytes(payload)
     n, m = len(name), len(data)
     if n < 0x80 and m < 0x80:
-        return b"\x01" + bytes((n,)) + name + bytes((m,)) + data
-    return p.encode_request(p.SignRequest(key, data))
+        return _SIGN_HEAD.pack(n + m + 3, 1, n) + name + bytes((m,)) + data
+    return frame_of(p.encode_request(p.SignRequest(key, data)))
 
 
-def sign_batch_body(key: str, payloads: Iterable[Payload]) -> Tuple[bytes, int]:
-    """The body of ``SignBatch`` and the number of payloads."""
+def sign_batch_frame(key: str, payloads: Iterable[Payload]) -> Tuple[bytes, int]:
+    """The frame of ``SignBatch`` and the number of payloads."""
     data = [payload_bytes(payload) for payload in payloads]
-    return p.encode_request(p.SignBatchRequest(key, data)), len(data)
+    return frame_of(p.encode_request(p.SignBatchRequest(key, data))), len(data)
 
 
-LIST_BODY = p.encode_request(p.ListRequest())
-STATUS_BODY = p.encode_request(p.StatusRequest())
+def frame_of(body: bytes) -> bytes:
+    """A request body with its header (the size limit is checked by :func:`check_size`)."""
+    return _HEADER.pack(len(body)) + body
 
 
-def public_key_body(name: str) -> bytes:
-    return p.encode_request(p.PublicKeyRequest(name))
+_HEADER = struct.Struct(">I")
+LIST_FRAME = frame_of(p.encode_request(p.ListRequest()))
+STATUS_FRAME = frame_of(p.encode_request(p.StatusRequest()))
 
 
-def frame_request(body: bytes, max_frame: int) -> bytes:
-    """Frames a request body, refusing locally (nothing is sent, the connection stays usable)
-    one that exceeds the daemon's ``max_frame``."""
-    if len(body) > max_frame:
+def public_key_frame(name: str) -> bytes:
+    return frame_of(p.encode_request(p.PublicKeyRequest(name)))
+
+
+def check_size(frame: bytes, max_frame: int) -> None:
+    """Refuses locally (nothing is sent, the connection stays usable) a request whose body
+    exceeds the daemon's ``max_frame``."""
+    if len(frame) - p.HEADER_LEN > max_frame:
         raise KeywardError(
-            f"request of {len(body)} bytes exceeds the daemon's limit of {max_frame} bytes",
+            f"request of {len(frame) - p.HEADER_LEN} bytes exceeds the daemon's limit of "
+            f"{max_frame} bytes",
             ErrorCode.TOO_LARGE,
         )
-    return struct.pack(">I", len(body)) + body
 
 
 # ---- responses ----
 
 
 def decode(body: bytes) -> p.Response:
-    # Fast path for the common answer: Signature { scheme < 128, signature < 128 bytes }.
-    if len(body) >= 3 and body[0] == 1 and body[1] < 5 and body[2] < 0x80:
-        if len(body) == 3 + body[2]:
-            return p.SignatureResponse(p._SCHEMES[body[1]], body[3:])
+    """Decodes a response body strictly, as a :class:`~keyward.protocol.DecodeError`-raising
+    :class:`ProtocolError`."""
     return p.decode_response(body)
+
+
+def expect_signature_body(body: bytes) -> bytes:
+    """The signature in the body of a ``Signature`` response; anything else is decoded and
+    reported. The common case (scheme and length each one byte) skips the generic decoder,
+    with the same strictness."""
+    if len(body) >= 3 and body[0] == 1 and body[1] < _SCHEME_COUNT and body[2] < 0x80:
+        if len(body) == 3 + body[2]:
+            return body[3:]
+    return expect_signature(decode(body))
+
+
+_SCHEME_COUNT = len(p.Scheme)
+
+
+def is_error_body(body: bytes) -> bool:
+    """True when ``body`` is a well-formed ``Error`` response."""
+    try:
+        return isinstance(decode(body), p.ErrorResponse)
+    except ProtocolError:
+        return False
 
 
 def unexpected(response: p.Response, expected: str) -> KeywardError:
@@ -277,6 +305,9 @@ def expect_status(response: p.Response) -> p.Status:
 
 def read_frame_header(header: bytes) -> int:
     """The body length of a response header, refusing one above 16 MiB before the body."""
+    n = int.from_bytes(header, "big")
+    if 0 < n <= p.MAX_RESPONSE_FRAME:
+        return n
     try:
         return p.body_len(header, p.MAX_RESPONSE_FRAME)
     except p.FrameError as err:

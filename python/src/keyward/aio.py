@@ -4,7 +4,7 @@ import asyncio
 import socket
 import sys
 from types import TracebackType
-from typing import Any, Awaitable, Iterable, List, Optional, Type, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, List, Optional, Type, TypeVar
 
 from . import _core as core
 from . import protocol as p
@@ -95,28 +95,32 @@ class AsyncClient:
 
     async def sign(self, key: str, payload: core.Payload) -> bytes:
         """See :meth:`keyward.Client.sign`."""
-        return core.expect_signature(await self._call(core.sign_body(key, payload)))
+        return await self._call(core.sign_frame(key, payload), core.expect_signature_body)
 
     async def sign_batch(self, key: str, payloads: Iterable[core.Payload]) -> List[bytes]:
         """See :meth:`keyward.Client.sign_batch`."""
-        body, count = core.sign_batch_body(key, payloads)
-        return core.expect_signatures(await self._call(body), count)
+        frame, count = core.sign_batch_frame(key, payloads)
+        return await self._call(
+            frame, lambda body: core.expect_signatures(core.decode(body), count)
+        )
 
     async def list(self) -> List[p.KeyInfo]:
         """See :meth:`keyward.Client.list`."""
-        return core.expect_keys(await self._call(core.LIST_BODY))
+        return await self._call(core.LIST_FRAME, lambda body: core.expect_keys(core.decode(body)))
 
     async def public_key(self, name: str) -> str:
         """See :meth:`keyward.Client.public_key`."""
-        return core.expect_public_key(await self._call(core.public_key_body(name)))
+        frame = core.public_key_frame(name)
+        return await self._call(frame, lambda body: core.expect_public_key(core.decode(body)))
 
     async def status(self) -> p.Status:
         """See :meth:`keyward.Client.status`."""
-        return core.expect_status(await self._call(core.STATUS_BODY))
+        frame = core.STATUS_FRAME
+        return await self._call(frame, lambda body: core.expect_status(core.decode(body)))
 
     async def call(self, request: p.Request) -> p.Response:
         """See :meth:`keyward.Client.call`."""
-        return await self._call(p.encode_request(request))
+        return await self._call(core.frame_of(p.encode_request(request)), core.decode)
 
     # ---- the exchange ----
 
@@ -126,24 +130,31 @@ class AsyncClient:
             self._lock = asyncio.Lock()
         return self._lock
 
-    async def _call(self, body: bytes) -> p.Response:
+    async def _call(self, frame: bytes, parse: Callable[[bytes], T]) -> T:
         async with self._guard():
             try:
-                return await _with_timeout(self._call_locked(body), self.timeout)
+                body = await _with_timeout(self._call_locked(frame), self.timeout)
             except (asyncio.TimeoutError, TimeoutError):
                 self._drop()
                 raise UnavailableError(
                     "timed out waiting for keywardd; the connection was closed"
                 ) from None
+            try:
+                return parse(body)
+            except p.DecodeError:
+                # The stream position is intact, but a daemon that sends garbage once is
+                # not trusted with the next answer either (as the Rust client does).
+                self._drop()
+                raise
 
-    async def _call_locked(self, body: bytes) -> p.Response:
+    async def _call_locked(self, frame: bytes) -> bytes:
         fresh = False
         if self._sock is None:
             if self._closed:
                 raise UnavailableError("this keyward.AsyncClient is closed")
             await self._connect()
             fresh = True
-        frame = core.frame_request(body, self._max_frame)
+        core.check_size(frame, self._max_frame)
         try:
             return await self._exchange(frame)
         except _NotDelivered:
@@ -151,7 +162,7 @@ class AsyncClient:
                 raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
         # Closed by the daemon while idle: the request never reached it. Reconnect once.
         await self._connect()
-        frame = core.frame_request(body, self._max_frame)
+        core.check_size(frame, self._max_frame)
         try:
             return await self._exchange(frame)
         except _NotDelivered:
@@ -173,11 +184,11 @@ class AsyncClient:
             raise
         self._sock = sock
         try:
-            response = await self._exchange(core.HELLO_FRAME)
+            body = await self._exchange(core.HELLO_FRAME)
         except _NotDelivered:
             raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
         try:
-            self._max_frame = core.expect_hello(response)
+            self._max_frame = core.expect_hello(core.decode(body))
         except BaseException:
             self._drop()
             raise
@@ -187,7 +198,7 @@ class AsyncClient:
         if sock is not None:
             sock.close()
 
-    async def _exchange(self, frame: bytes) -> p.Response:
+    async def _exchange(self, frame: bytes) -> bytes:
         sock = self._sock
         assert sock is not None
         loop = asyncio.get_running_loop()
@@ -196,12 +207,12 @@ class AsyncClient:
                 await loop.sock_sendall(sock, frame)
             except (BrokenPipeError, ConnectionResetError) as write_err:
                 try:
-                    response = await self._read(loop, sock)
+                    body = await self._read(loop, sock)
                 except (KeywardError, OSError):
                     raise _NotDelivered() from None
-                if isinstance(response, p.ErrorResponse):
+                if core.is_error_body(body):
                     self._drop()
-                    return response
+                    return body
                 raise core.io_error(write_err) from None
             except OSError as err:
                 raise core.io_error(err) from None
@@ -216,11 +227,10 @@ class AsyncClient:
             self._drop()
             raise
 
-    async def _read(self, loop: Any, sock: socket.socket) -> p.Response:
+    async def _read(self, loop: Any, sock: socket.socket) -> bytes:
         header = await self._read_exactly(loop, sock, p.HEADER_LEN)
         n = core.read_frame_header(header)
-        body = await self._read_exactly(loop, sock, n)
-        return core.decode(body)
+        return await self._read_exactly(loop, sock, n)
 
     @staticmethod
     async def _read_exactly(loop: Any, sock: socket.socket, n: int) -> bytes:

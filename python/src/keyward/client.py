@@ -4,13 +4,15 @@ import socket
 import struct
 import threading
 from types import TracebackType
-from typing import Iterable, List, Optional, Type
+from typing import Callable, Iterable, List, Optional, Type, TypeVar
 
 from . import _core as core
 from . import protocol as p
 from .errors import KeywardError, ProtocolError, UnavailableError
 
 __all__ = ["Client"]
+
+T = TypeVar("T")
 
 _RECV_BUFFER = 64 * 1024
 
@@ -49,6 +51,7 @@ class Client:
         self._closed = False
         self._max_frame = p.DEFAULT_MAX_FRAME
         self._buf = bytearray(_RECV_BUFFER)
+        self._view = memoryview(self._buf)
         with self._lock:
             self._connect()
 
@@ -91,57 +94,70 @@ class Client:
         """Signs ``payload`` (the exact bytes; a ``str`` is UTF-8 encoded) with the key named
         ``key`` and returns the raw signature. Encode it as the exchange wants: ``.hex()``
         for Binance/Bybit HMAC, base64 for RSA and Ed25519 keys."""
-        return core.expect_signature(self._call(core.sign_body(key, payload)))
+        return self._call(core.sign_frame(key, payload), core.expect_signature_body)
 
     def sign_batch(self, key: str, payloads: Iterable[core.Payload]) -> List[bytes]:
         """Signs each payload with the key named ``key`` in one round trip; the signatures
         come back in the order of the payloads. The batch succeeds or fails as a whole."""
-        body, count = core.sign_batch_body(key, payloads)
-        return core.expect_signatures(self._call(body), count)
+        frame, count = core.sign_batch_frame(key, payloads)
+        return self._call(frame, lambda body: core.expect_signatures(core.decode(body), count))
 
     def list(self) -> List[p.KeyInfo]:
         """The keys this user may see, sorted by name."""
-        return core.expect_keys(self._call(core.LIST_BODY))
+        return self._call(core.LIST_FRAME, lambda body: core.expect_keys(core.decode(body)))
 
     def public_key(self, name: str) -> str:
         """The public key of the key named ``name``, as SPKI PEM (what exchanges ask you to
         upload). HMAC keys have none: :class:`~keyward.KeywardError` with code
         ``INVALID_KEY``."""
-        return core.expect_public_key(self._call(core.public_key_body(name)))
+        frame = core.public_key_frame(name)
+        return self._call(frame, lambda body: core.expect_public_key(core.decode(body)))
 
     def status(self) -> p.Status:
         """The keystore's state: locked or not, usable keys, auto-lock timers."""
-        return core.expect_status(self._call(core.STATUS_BODY))
+        return self._call(core.STATUS_FRAME, lambda body: core.expect_status(core.decode(body)))
 
     def call(self, request: p.Request) -> p.Response:
         """Sends any request and returns the daemon's response as it is (an
         :class:`~keyward.protocol.ErrorResponse` is returned, not raised)."""
-        return self._call(p.encode_request(request))
+        return self._call(core.frame_of(p.encode_request(request)), core.decode)
 
     # ---- the exchange ----
 
-    def _call(self, body: bytes) -> p.Response:
+    def _call(self, frame: bytes, parse: Callable[[bytes], T]) -> T:
+        """Sends one request frame and returns ``parse`` of its response's body. A body that
+        does not decode breaks the connection, as any failure half-way does."""
         with self._lock:
-            fresh = False
-            if self._sock is None:
-                if self._closed:
-                    raise UnavailableError("this keyward.Client is closed")
-                self._connect()
-                fresh = True
-            frame = core.frame_request(body, self._max_frame)
+            body = self._send(frame)
             try:
-                return self._exchange(frame)
-            except _NotDelivered:
-                if fresh:
-                    raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
-            # The daemon had closed this connection while it sat idle (it restarted, or shut
-            # it down): the request never reached it. Reconnect once and send it there.
+                return parse(body)
+            except p.DecodeError:
+                # The stream position is intact, but a daemon that sends garbage once is
+                # not trusted with the next answer either (as the Rust client does).
+                self._drop()
+                raise
+
+    def _send(self, frame: bytes) -> bytes:
+        fresh = False
+        if self._sock is None:
+            if self._closed:
+                raise UnavailableError("this keyward.Client is closed")
             self._connect()
-            frame = core.frame_request(body, self._max_frame)
-            try:
-                return self._exchange(frame)
-            except _NotDelivered:
+            fresh = True
+        core.check_size(frame, self._max_frame)
+        try:
+            return self._exchange(frame)
+        except _NotDelivered:
+            if fresh:
                 raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
+        # The daemon had closed this connection while it sat idle (it restarted, or shut it
+        # down): the request never reached it. Reconnect once and send it there.
+        self._connect()
+        core.check_size(frame, self._max_frame)
+        try:
+            return self._exchange(frame)
+        except _NotDelivered:
+            raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
 
     def _connect(self) -> None:
         """Opens a connection, checks its server and performs the handshake."""
@@ -165,11 +181,11 @@ class Client:
             raise
         self._sock = sock
         try:
-            response = self._exchange(core.HELLO_FRAME)
+            body = self._exchange(core.HELLO_FRAME)
         except _NotDelivered:
             raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
         try:
-            self._max_frame = core.expect_hello(response)
+            self._max_frame = core.expect_hello(core.decode(body))
         except BaseException:
             self._drop()
             raise
@@ -179,8 +195,8 @@ class Client:
         if sock is not None:
             sock.close()
 
-    def _exchange(self, frame: bytes) -> p.Response:
-        """Writes one request frame and reads its response. Any failure drops the
+    def _exchange(self, frame: bytes) -> bytes:
+        """Writes one request frame and reads its response's body. Any failure drops the
         connection, whose stream position is then unknown."""
         sock = self._sock
         assert sock is not None
@@ -190,12 +206,12 @@ class Client:
             except (BrokenPipeError, ConnectionResetError) as write_err:
                 # The daemon closed its end; it may have said why first (e.g. "denied").
                 try:
-                    response = self._read(sock)
+                    body = self._read(sock)
                 except (KeywardError, OSError):
                     raise _NotDelivered() from None
-                if isinstance(response, p.ErrorResponse):
+                if core.is_error_body(body):
                     self._drop()
-                    return response
+                    return body
                 # Any other answer cannot be to a request the daemon did not receive whole.
                 raise core.io_error(write_err) from None
             except OSError as err:
@@ -210,27 +226,28 @@ class Client:
             self._drop()
             raise
 
-    def _read(self, sock: socket.socket) -> p.Response:
-        """Reads exactly one response frame. The daemon never sends anything unasked, so bytes
-        beyond the frame are a protocol violation, not a next answer."""
-        buf = self._buf
-        view = memoryview(buf)
-        got = 0
+    def _read(self, sock: socket.socket) -> bytes:
+        """Reads exactly one response frame and returns its body. The daemon never sends
+        anything unasked, so bytes beyond the frame are a protocol violation, not a next
+        answer."""
+        view = self._view
+        got = sock.recv_into(view)
         while got < p.HEADER_LEN:
-            n = sock.recv_into(view[got:])
-            if n == 0:
+            if got == 0 or (n := sock.recv_into(view[got:])) == 0:
                 raise UnavailableError(core.CLOSED_BEFORE_ANSWER)
             got += n
-        total = p.HEADER_LEN + core.read_frame_header(bytes(view[: p.HEADER_LEN]))
+        total = p.HEADER_LEN + core.read_frame_header(self._buf[: p.HEADER_LEN])
+        if got == total:
+            return bytes(view[p.HEADER_LEN : total])
         if got > total:
             raise ProtocolError("keywardd sent bytes after its response")
-        if total > len(buf):
-            big = bytearray(total)
+        if total > len(view):
+            big = memoryview(bytearray(total))
             big[:got] = view[:got]
-            view = memoryview(big)
+            view = big
         while got < total:
             n = sock.recv_into(view[got:total])
             if n == 0:
                 raise UnavailableError(core.CLOSED_BEFORE_ANSWER)
             got += n
-        return core.decode(bytes(view[p.HEADER_LEN : total]))
+        return bytes(view[p.HEADER_LEN : total])
