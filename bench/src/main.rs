@@ -26,6 +26,7 @@ mod echo;
 mod keys;
 mod measure;
 mod noise;
+mod python;
 mod report;
 mod run;
 

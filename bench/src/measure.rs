@@ -32,6 +32,16 @@ impl<'a> Probe<'a> {
 /// Interleaving is what makes ratios between probes fair on a shared machine: a burst of
 /// load from elsewhere lands on a few blocks of every probe rather than on all of one.
 pub(crate) fn interleave(probes: &mut [Probe<'_>], rounds: usize) -> anyhow::Result<()> {
+    interleave_with(probes, rounds, |_, _| Ok(()))
+}
+
+/// [`interleave`], calling `each_round(round, rounds)` after the probes' blocks of every
+/// round: for measurements made elsewhere (another process) that must take the same turns.
+pub(crate) fn interleave_with(
+    probes: &mut [Probe<'_>],
+    rounds: usize,
+    mut each_round: impl FnMut(usize, usize) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let rounds = rounds.max(1);
     for probe in probes.iter_mut() {
         for _ in 0..(probe.iterations / 10).max(3) {
@@ -48,6 +58,7 @@ pub(crate) fn interleave(probes: &mut [Probe<'_>], rounds: usize) -> anyhow::Res
                 probe.samples.push(start.elapsed());
             }
         }
+        each_round(round, rounds)?;
     }
     Ok(())
 }
@@ -134,6 +145,23 @@ mod tests {
             assert_eq!(probes[1].samples.len(), 7);
         }
         assert_eq!((a, b), (25 + 3, 7 + 3));
+    }
+
+    #[test]
+    fn the_round_hook_runs_once_after_each_round_of_blocks() {
+        let ops = std::cell::Cell::new(0);
+        let mut seen = Vec::new();
+        let mut probes = [Probe::new(8, || {
+            ops.set(ops.get() + 1);
+            Ok(())
+        })];
+        interleave_with(&mut probes, 4, |round, rounds| {
+            // 3 warm-up iterations, then 2 per round.
+            seen.push((round, rounds, ops.get()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, [(0, 4, 5), (1, 4, 7), (2, 4, 9), (3, 4, 11)]);
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub(crate) struct Report {
     pub(crate) latency: Vec<SchemeLatency>,
     /// `None` when ssh-agent is not installed (quick mode only); see `notes`.
     pub(crate) ssh_agent: Option<Vec<AgentLatency>>,
+    /// The Python client and Python's in-process signing, in the same rounds; `None` when
+    /// skipped (quick mode only); see `notes`.
+    pub(crate) python: Option<PythonColumn>,
     pub(crate) throughput: Vec<Throughput>,
     pub(crate) contention: Contention,
     pub(crate) batch: Batch,
@@ -63,6 +66,27 @@ pub(crate) struct AgentLatency {
     pub(crate) keywardd_p50_us: f64,
     /// ssh-agent p50 / keywardd p50.
     pub(crate) speedup: f64,
+}
+
+/// What a Python bot pays: `python/benchmarks/roundtrip.py`'s rows.
+#[derive(Debug, Serialize)]
+pub(crate) struct PythonColumn {
+    /// The interpreter, e.g. `CPython 3.11.7`.
+    pub(crate) python: String,
+    pub(crate) rows: Vec<PythonRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PythonRow {
+    pub(crate) name: String,
+    pub(crate) scheme: String,
+    /// `keywardd` (a Python client round trip) or `in-process`.
+    pub(crate) via: String,
+    pub(crate) summary: Summary,
+    /// The Rust client's p50 round trip for the same scheme, for keywardd rows.
+    pub(crate) rust_client_p50_us: Option<f64>,
+    /// This row's p50 over the Rust client's, for keywardd rows.
+    pub(crate) over_rust_client_p50: Option<f64>,
 }
 
 /// Signatures per second with several client threads, one connection each.
@@ -242,6 +266,25 @@ impl Report {
         }
         out.push_str(&table.render());
 
+        if let Some(python) = &self.python {
+            let _ = writeln!(
+                out,
+                "\nPython ({}): the keyward package and in-process signing, µs (same rounds)",
+                python.python
+            );
+            let mut table = Table::new(&["", "p50", "p99", "Rust client p50", "Python / Rust"]);
+            for row in &python.rows {
+                table.row(vec![
+                    row.name.clone(),
+                    us(row.summary.p50_us),
+                    us(row.summary.p99_us),
+                    row.rust_client_p50_us.map_or("-".into(), us),
+                    row.over_rust_client_p50.map_or("-".into(), ratio),
+                ]);
+            }
+            out.push_str(&table.render());
+        }
+
         let _ = writeln!(
             out,
             "\nThroughput, signatures/s (one connection per client thread; median of rounds)"
@@ -339,7 +382,7 @@ impl Report {
         ]);
         out.push_str(&table.render());
 
-        let _ = writeln!(out, "\nTargets (issue 5)");
+        let _ = writeln!(out, "\nTargets (issues 5 and 11)");
         let mut table = Table::new(&["", "measured", "", "limit", "result"]);
         for target in &self.targets {
             table.row(vec![

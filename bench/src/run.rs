@@ -12,11 +12,12 @@ use crate::agent::{self, AgentConnection, AgentKeyKind, SshAgent};
 use crate::daemon::{Keywardd, locate_keywardd};
 use crate::echo::EchoServer;
 use crate::keys::{BenchScheme, LocalKey};
-use crate::measure::{Probe, Summary, interleave, median};
+use crate::measure::{Probe, Summary, interleave, interleave_with, median};
 use crate::noise::{Noise, Snapshot};
+use crate::python::PythonBench;
 use crate::report::{
-    AgentLatency, Batch, Contention, Machine, Report, Rss, SchemeLatency, Target, ThreadRate,
-    Throughput,
+    AgentLatency, Batch, Contention, Machine, PythonColumn, PythonRow, Report, Rss, SchemeLatency,
+    Target, ThreadRate, Throughput,
 };
 
 /// What is signed: a Binance order query string, the typical payload.
@@ -135,6 +136,29 @@ pub(crate) fn run(plan: &Plan) -> anyhow::Result<Report> {
     };
 
     let schemes = setup_keys(plan, &daemon)?;
+    let mut python = match PythonBench::start(
+        daemon.socket(),
+        &BenchScheme::Ed25519.key_name(),
+        &BenchScheme::HmacSha256.key_name(),
+        (plan.fast_iterations / 10).max(3),
+    ) {
+        Ok(python) => {
+            notes.extend(python.notes.iter().cloned());
+            Some(python)
+        }
+        Err(err) if plan.quick => {
+            notes.push(format!("the Python client column is skipped: {err:#}"));
+            None
+        }
+        Err(err) => {
+            return Err(err.context(
+                "the full benchmark measures the Python client (python3 and \
+                 python/benchmarks/roundtrip.py; pip install cryptography for its in-process rows)",
+            ));
+        }
+    };
+    let mut python_samples: std::collections::BTreeMap<String, Vec<Duration>> =
+        std::collections::BTreeMap::new();
 
     // ---- latency: every per-operation figure, interleaved round by round ----
     let mut ping = echo.connect()?;
@@ -173,7 +197,16 @@ pub(crate) fn run(plan: &Plan) -> anyhow::Result<Report> {
                 probes.push(Probe::new(iterations, move || connection.sign(request)));
             }
         }
-        interleave(&mut probes, plan.rounds)?;
+        let fast = plan.fast_iterations;
+        interleave_with(&mut probes, plan.rounds, |round, rounds| {
+            if let Some(python) = python.as_mut() {
+                let block = fast / rounds + usize::from(round < fast % rounds);
+                for (name, samples) in python.run(block)? {
+                    python_samples.entry(name).or_default().extend(samples);
+                }
+            }
+            Ok(())
+        })?;
         let summaries: Vec<Summary> = probes.iter().map(Probe::summary).collect();
         let floor = summaries[0];
         let latency: Vec<SchemeLatency> = schemes
@@ -214,6 +247,9 @@ pub(crate) fn run(plan: &Plan) -> anyhow::Result<Report> {
             .collect::<Vec<_>>()
     });
     drop(agent);
+    let python = python
+        .take()
+        .map(|python| python_column(&python, &python_samples, &latency));
 
     let batch = measure_batch(plan, &daemon)?;
     let throughput = measure_throughput(plan, &daemon, &schemes)?;
@@ -244,6 +280,7 @@ pub(crate) fn run(plan: &Plan) -> anyhow::Result<Report> {
         floor,
         latency,
         ssh_agent,
+        python,
         throughput,
         contention,
         batch,
@@ -253,6 +290,38 @@ pub(crate) fn run(plan: &Plan) -> anyhow::Result<Report> {
     };
     report.targets = targets(&report);
     Ok(report)
+}
+
+/// The Python rows, each compared with the Rust client's round trip for its scheme when it
+/// is a round trip itself.
+fn python_column(
+    python: &PythonBench,
+    samples: &std::collections::BTreeMap<String, Vec<Duration>>,
+    latency: &[SchemeLatency],
+) -> PythonColumn {
+    let rows = python
+        .rows
+        .iter()
+        .map(|row| {
+            let summary = Summary::of(samples.get(&row.name).map_or(&[][..], Vec::as_slice));
+            let rust = latency.iter().find(|l| l.scheme == row.scheme);
+            let via_keywardd = row.via == "keywardd";
+            PythonRow {
+                name: row.name.clone(),
+                scheme: row.scheme.clone(),
+                via: row.via.clone(),
+                summary,
+                rust_client_p50_us: rust.filter(|_| via_keywardd).map(|l| l.keywardd.p50_us),
+                over_rust_client_p50: rust
+                    .filter(|_| via_keywardd)
+                    .map(|l| summary.p50_us / l.keywardd.p50_us),
+            }
+        })
+        .collect();
+    PythonColumn {
+        python: python.python.clone(),
+        rows,
+    }
 }
 
 fn start_agent(dir: &Path) -> anyhow::Result<AgentSetup> {
@@ -619,6 +688,19 @@ fn targets(report: &Report) -> Vec<Target> {
             limit,
             "×",
         ));
+    }
+    for row in report.python.iter().flat_map(|python| &python.rows) {
+        if let Some(ratio) = row.over_rust_client_p50 {
+            targets.push(Target::at_most(
+                format!(
+                    "{} Python client p50 / Rust client p50 (issue 11)",
+                    row.scheme
+                ),
+                ratio,
+                1.5,
+                "×",
+            ));
+        }
     }
     targets.push(Target::at_most(
         "RSS with 100 keys".into(),

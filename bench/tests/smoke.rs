@@ -153,6 +153,31 @@ fn quick_json_run_reports_every_section_with_positive_numbers() {
         assert!(report["ssh_agent"].is_null(), "{}", report["ssh_agent"]);
     }
 
+    // The Python client column (issue 11): python3 and python/benchmarks/roundtrip.py.
+    let python_targets = if report["python"].is_null() {
+        let notes = report["notes"].to_string();
+        assert!(notes.contains("Python client column is skipped"), "{notes}");
+        0
+    } else {
+        let rows = report["python"]["rows"]
+            .as_array()
+            .expect("python.rows is a list");
+        let round_trips: Vec<&str> = rows
+            .iter()
+            .filter(|row| row["via"] == "keywardd")
+            .map(|row| row["scheme"].as_str().unwrap())
+            .collect();
+        assert_eq!(round_trips, ["ed25519", "hmac-sha256"], "{rows:#?}");
+        for row in rows {
+            let name = row["name"].as_str().expect("a row has a name");
+            summary(&row["summary"], &format!("python.{name}"));
+            if row["via"] == "keywardd" {
+                positive(&row["over_rust_client_p50"], name);
+            }
+        }
+        2
+    };
+
     let rss = &report["rss"];
     let one = positive(&rss["one_key_kib"], "rss.one_key_kib");
     let hundred = positive(&rss["hundred_keys_kib"], "rss.hundred_keys_kib");
@@ -163,8 +188,9 @@ fn quick_json_run_reports_every_section_with_positive_numbers() {
     );
 
     let targets = report["targets"].as_array().expect("targets is a list");
-    // 4 latency targets, throughput scaling, batch, RSS, and 2 against ssh-agent if present.
-    let expected = if ssh_agent_installed() { 9 } else { 7 };
+    // 4 latency targets, throughput scaling, batch, RSS, 2 against ssh-agent if present, and
+    // 2 for the Python client.
+    let expected = if ssh_agent_installed() { 9 } else { 7 } + python_targets;
     assert_eq!(targets.len(), expected, "{targets:#?}");
     for target in targets {
         let name = target["name"].as_str().expect("a target has a name");

@@ -12,9 +12,10 @@ neighbour slows every row alike:
 
 Prints one JSON object: p50 and p99 in microseconds per row. The in-process rows need
 ``cryptography``; without it they are left out and say so. ``--serve`` reads commands on
-stdin instead (for keyward-bench, which interleaves these rows with its own): ``run N``
-runs one round of N iterations per row and prints that round's samples (nanoseconds) as
-one JSON line; ``quit`` ends.
+stdin instead (for keyward-bench, which interleaves these rows with its own rounds): after
+a warm-up of a tenth of ``-n`` it prints one JSON line describing the rows; then ``run N``
+runs one block of N iterations per row and prints their samples (nanoseconds) as one JSON
+line; ``quit`` ends.
 """
 
 import argparse
@@ -42,22 +43,28 @@ PAYLOAD = (
 Op = Callable[[], object]
 
 
-def operations(
-    socket: str, ed25519_key: str, hmac_key: str
-) -> Tuple[List[Tuple[str, Op]], List[str]]:
+class Row:
+    """One thing to time: what it is called, the scheme, and whether it goes through keywardd
+    (``via`` = ``keywardd``) or signs in this process (``in-process``)."""
+
+    def __init__(self, name: str, scheme: str, via: str, op: Op) -> None:
+        self.name, self.scheme, self.via, self.op = name, scheme, via, op
+
+
+def operations(socket: str, ed25519_key: str, hmac_key: str) -> Tuple[List[Row], List[str]]:
     """The rows to time, and notes about rows left out."""
     client = keyward.Client(socket)
     notes: List[str] = []
-    rows: List[Tuple[str, Op]] = [
-        ("keywardd ed25519 (python client)", lambda: client.sign(ed25519_key, PAYLOAD)),
-        ("keywardd hmac-sha256 (python client)", lambda: client.sign(hmac_key, PAYLOAD)),
+    rows = [
+        Row("keywardd ed25519 (python client)", "ed25519", "keywardd",
+            lambda: client.sign(ed25519_key, PAYLOAD)),
+        Row("keywardd hmac-sha256 (python client)", "hmac-sha256", "keywardd",
+            lambda: client.sign(hmac_key, PAYLOAD)),
     ]
     secret = os.urandom(32)
     rows.append(
-        (
-            "in-process hmac-sha256 (stdlib hmac)",
-            lambda: hmac.new(secret, PAYLOAD, hashlib.sha256).digest(),
-        )
+        Row("in-process hmac-sha256 (stdlib hmac)", "hmac-sha256", "in-process",
+            lambda: hmac.new(secret, PAYLOAD, hashlib.sha256).digest())
     )
     try:
         from cryptography.hazmat.primitives import hashes
@@ -68,13 +75,13 @@ def operations(
         ed = ed25519.Ed25519PrivateKey.generate()
         rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pkcs1, sha256 = padding.PKCS1v15(), hashes.SHA256()
-        rows.append(("in-process ed25519 (cryptography)", lambda: ed.sign(PAYLOAD)))
-        rows.append(
-            ("in-process rsa-2048 (cryptography)", lambda: rsa_key.sign(PAYLOAD, pkcs1, sha256))
-        )
+        rows.append(Row("in-process ed25519 (cryptography)", "ed25519", "in-process",
+                        lambda: ed.sign(PAYLOAD)))
+        rows.append(Row("in-process rsa-2048 (cryptography)", "rsa-2048", "in-process",
+                        lambda: rsa_key.sign(PAYLOAD, pkcs1, sha256)))
     # Fail before timing if a key is missing or wrong.
-    for _, op in rows:
-        op()
+    for row in rows:
+        row.op()
     return rows, notes
 
 
@@ -97,16 +104,14 @@ def percentile_us(samples: List[int], quantile: float) -> float:
     return round(ordered[rank - 1] / 1e3, 3)
 
 
-def measure(
-    rows: List[Tuple[str, Op]], iterations: int, rounds: int
-) -> Dict[str, Dict[str, float]]:
-    samples: Dict[str, List[int]] = {name: [] for name, _ in rows}
-    for _, op in rows:  # warm-up, not recorded
-        time_block(op, max(3, iterations // 10))
+def measure(rows: List[Row], iterations: int, rounds: int) -> Dict[str, Dict[str, float]]:
+    samples: Dict[str, List[int]] = {row.name: [] for row in rows}
+    for row in rows:  # warm-up, not recorded
+        time_block(row.op, max(3, iterations // 10))
     for round_ in range(rounds):
-        for name, op in rows:
+        for row in rows:
             block = iterations // rounds + (1 if round_ < iterations % rounds else 0)
-            samples[name] += time_block(op, block)
+            samples[row.name] += time_block(row.op, block)
     return {
         name: {
             "p50_us": percentile_us(values, 0.50),
@@ -117,18 +122,24 @@ def measure(
     }
 
 
-def serve(rows: List[Tuple[str, Op]]) -> None:
-    """Interleaving driven by another process: `run N` -> one JSON line of samples."""
-    for _, op in rows:
-        time_block(op, 20)
-    print(json.dumps({"ready": [name for name, _ in rows]}), flush=True)
+def serve(rows: List[Row], notes: List[str], warmup: int) -> None:
+    """Interleaving driven by another process. Prints one JSON line describing the rows,
+    then answers each `run N` with one JSON line: each row's N samples, in nanoseconds."""
+    for row in rows:
+        time_block(row.op, warmup)
+    ready = {
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "rows": [{"name": row.name, "scheme": row.scheme, "via": row.via} for row in rows],
+        "notes": notes,
+    }
+    print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         words = line.split()
         if not words or words[0] == "quit":
             break
         if words[0] == "run":
             n = int(words[1])
-            print(json.dumps({name: time_block(op, n) for name, op in rows}), flush=True)
+            print(json.dumps({row.name: time_block(row.op, n) for row in rows}), flush=True)
 
 
 def main() -> int:
@@ -142,7 +153,7 @@ def main() -> int:
     args = parser.parse_args()
     rows, notes = operations(args.socket, args.ed25519, args.hmac)
     if args.serve:
-        serve(rows)
+        serve(rows, notes, max(3, args.iterations // 10))
         return 0
     result = measure(rows, args.iterations, args.rounds)
     rt, local = "keywardd ed25519 (python client)", "in-process ed25519 (cryptography)"

@@ -39,16 +39,19 @@ def test_roundtrip_benchmark_serve_mode(daemon):
     install(daemon, hmac_key("h", "hmac-sha256"))
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--socket", str(daemon.socket), "--ed25519", "ed",
-         "--hmac", "h", "--serve"],
+         "--hmac", "h", "--serve", "-n", "30"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
         ready = json.loads(proc.stdout.readline())
-        assert "keywardd ed25519 (python client)" in ready["ready"]
+        names = [row["name"] for row in ready["rows"]]
+        assert {"name": "keywardd ed25519 (python client)", "scheme": "ed25519",
+                "via": "keywardd"} in ready["rows"]
+        assert ready["python"].startswith("CPython 3.")
         proc.stdin.write("run 5\n")
         proc.stdin.flush()
         block = json.loads(proc.stdout.readline())
-        assert set(block) == set(ready["ready"])
+        assert set(block) == set(names)
         assert all(len(samples) == 5 and min(samples) > 0 for samples in block.values())
         proc.stdin.write("quit\n")
         proc.stdin.flush()
