@@ -1,6 +1,7 @@
 //! `keyward-bench`: measures a real `keywardd` against the limits a signature cannot beat
 //! (the same signature made in-process with aws-lc-rs, a ping-pong over a Unix socket) and
-//! against its peer (OpenSSH's `ssh-agent`), all side by side in one run.
+//! against its peer (OpenSSH's `ssh-agent`), all side by side in one run; with the Python
+//! client (`python/benchmarks/roundtrip.py`, see `python.rs`) in the same rounds.
 //!
 //! ```text
 //! cargo build --release && cargo run --release -p keyward-bench -- [--quick] [--json]
