@@ -67,7 +67,7 @@ def _peer_uid(sock: socket.socket) -> int:
         )
     creds = sock.getsockopt(socket.SOL_SOCKET, so_peercred, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
+    return int(uid)
 
 
 def _protected_by_directory(path: str, uid: int) -> bool:
@@ -303,12 +303,12 @@ def expect_status(response: p.Response) -> p.Status:
     raise unexpected(response, "status")
 
 
-def read_frame_header(header: bytes) -> int:
+def read_frame_header(header: Union[bytes, bytearray]) -> int:
     """The body length of a response header, refusing one above 16 MiB before the body."""
     n = int.from_bytes(header, "big")
     if 0 < n <= p.MAX_RESPONSE_FRAME:
         return n
     try:
-        return p.body_len(header, p.MAX_RESPONSE_FRAME)
+        return p.body_len(bytes(header), p.MAX_RESPONSE_FRAME)
     except p.FrameError as err:
         raise ProtocolError(f"keywardd sent a bad frame header: {err.message}") from None

@@ -574,7 +574,7 @@ def frame(body: bytes, limit: int = DEFAULT_MAX_FRAME) -> bytes:
 def body_len(header: bytes, limit: int) -> int:
     """The body length a 4-byte header announces, checked against ``limit`` before any body
     byte is read."""
-    (n,) = _HEADER.unpack(header)
+    n: int = _HEADER.unpack(header)[0]
     if n == 0:
         raise FrameError("empty frame", 0, None)
     if n > limit:
