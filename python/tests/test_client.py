@@ -353,3 +353,25 @@ def test_threads_share_one_client_and_use_their_own(daemon):
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert sorted(pool.map(work, range(16))) == list(range(16))
     shared.close()
+
+
+def test_a_response_larger_than_the_read_buffer_and_bytes_after_a_response(tmp_path):
+    keys = [
+        p.KeyInfo(f"key-{i:04d}", p.Scheme.HMAC_SHA256, 256, None, None, "x" * 200)
+        for i in range(400)
+    ]
+    big = p.frame(p.encode_response(p.KeysResponse(keys)), p.MAX_RESPONSE_FRAME)
+    assert len(big) > 64 * 1024
+    ok = p.frame(p.encode_response(p.OkResponse()))
+    answers = iter([big, ok + ok])
+    fake = FakeDaemon(tmp_path / "fake.sock", lambda body: next(answers))
+    try:
+        client = keyward.Client(fake.path)
+        assert client.list() == keys
+        # Two answers to one request: the daemon never does that; the client refuses it and
+        # does not keep the second for the next call.
+        with pytest.raises(keyward.ProtocolError):
+            client.call(p.StatusRequest())
+        client.close()
+    finally:
+        fake.close()
