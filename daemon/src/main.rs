@@ -18,6 +18,9 @@ mod keyring;
 mod keystore;
 mod lifecycle;
 mod os;
+// Wired in by phase 2 (issue 12): config `format`, import/generate/list, enforce_key_policy.
+#[allow(dead_code)]
+mod payload;
 mod peer;
 mod policy;
 mod private_dir;
