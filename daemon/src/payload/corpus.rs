@@ -241,6 +241,23 @@ fn the_reviews_bypasses_are_refused_for_the_right_reason() {
     assert_eq!(judged(Format::Kucoin, kucoin).unwrap_err(), address);
     let okx = r#"2020-12-08T09:08:57.715ZPOST/api/v5/trade/order{"\u0061ddress":"T"}"#;
     assert_eq!(judged(Format::Okx, okx).unwrap_err(), address);
+    // Unicode case: long s and the Kelvin sign fold as Java's equalsIgnoreCase folds them.
+    for spelled in [r"addre\u017fs", r"ADDRE\u017fS", "addreſs"] {
+        let payload = format!(r#"1547015186532POST/api/v1/orders{{"{spelled}":"T"}}"#);
+        let refusal = judged(Format::Kucoin, &payload).unwrap_err();
+        assert!(matches!(refusal, Refusal::DeniedParam { .. }), "{refusal}");
+    }
+    let kelvin = Rules {
+        deny_params: vec!["kind".into()],
+        ..Rules::default()
+    };
+    let payload = "1547015186532POST/api/v1/orders{\"\u{212a}ind\":1}";
+    let ctx = Context {
+        now_ms: 0,
+        api_key: None,
+    };
+    let refusal = judge(Some(Format::Kucoin), payload.as_bytes(), &kelvin, ctx).unwrap_err();
+    assert!(matches!(refusal, Refusal::DeniedParam { .. }), "{refusal}");
     // A nested JSON object.
     let nested = r#"1547015186532POST/api/v1/orders{"a":{"b":{"\u0061ddress":"T"}}}"#;
     assert_eq!(judged(Format::Kucoin, nested).unwrap_err(), address);
@@ -276,6 +293,31 @@ fn the_reviews_bypasses_are_refused_for_the_right_reason() {
             max_ms: 10_000
         }
     );
+}
+
+/// Binance's seam: the split picks the longest known name, but a denied name ending the seam's
+/// text is refused whatever the split, so the choice cannot hide one.
+#[test]
+fn a_denied_name_ending_binances_seam_is_refused_whatever_the_split() {
+    let rules = Rules {
+        deny_params: vec!["Price".into()],
+        ..Rules::default()
+    };
+    let ctx = Context {
+        now_ms: 0,
+        api_key: None,
+    };
+    let seam = b"symbol=X&timeInForce=GTCstopPrice=1&timestamp=1499827319559";
+    let parsed = Format::Binance.parse(seam, None).unwrap().unwrap();
+    assert_eq!(parsed.top_level("stopPrice"), Some("1"));
+    assert_eq!(
+        judge(Some(Format::Binance), seam, &rules, ctx),
+        Err(Refusal::DeniedParam {
+            name: "Price".into()
+        })
+    );
+    let apart = b"symbol=X&timeInForce=GTC&stopPrice=1&timestamp=1499827319559";
+    assert!(judge(Some(Format::Binance), apart, &rules, ctx).is_ok());
 }
 
 #[test]

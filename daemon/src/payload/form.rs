@@ -56,12 +56,14 @@ pub(crate) fn pair(segment: &[u8], at: usize) -> Result<Pair, ParseError> {
     })
 }
 
-/// Refuses a name that appears twice, ignoring ASCII case (a server may match either way).
+/// Refuses a name that appears twice, ignoring case ([`fold`](super::fold)): a server may
+/// match either way.
 pub(crate) fn refuse_duplicates(pairs: &[Pair]) -> Result<(), ParseError> {
     for (i, later) in pairs.iter().enumerate() {
+        let folded = super::fold(&later.name);
         if pairs[..i]
             .iter()
-            .any(|earlier| earlier.name.eq_ignore_ascii_case(&later.name))
+            .any(|earlier| super::fold(&earlier.name) == folded)
         {
             return Err(ParseError::new(
                 later.at,

@@ -1,5 +1,5 @@
 //! A strict JSON parser (RFC 8259) for request bodies, written for judging rather than for
-//! reading data: duplicate keys are refused (after unescaping, ignoring ASCII case), numbers
+//! reading data: duplicate keys are refused (after unescaping, ignoring case), numbers
 //! keep their text, nesting is capped, and nothing may follow the document.
 //!
 //! Why not serde_json: it keeps the last of two duplicate keys silently (an exchange may read
@@ -175,10 +175,8 @@ impl Parser<'_> {
                 });
             }
             let key = self.string()?;
-            if members
-                .iter()
-                .any(|(seen, _)| seen.eq_ignore_ascii_case(&key))
-            {
+            let folded = super::fold(&key);
+            if members.iter().any(|(seen, _)| super::fold(seen) == folded) {
                 return Err(ParseError::new(key_at, ParseErrorKind::Duplicate(key)));
             }
             self.skip_whitespace();

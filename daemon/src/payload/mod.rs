@@ -400,6 +400,16 @@ pub(crate) fn excerpt(text: &str) -> String {
     }
 }
 
+/// `name` case-folded the way Java's `equalsIgnoreCase` compares characters (upper case, then
+/// lower case), so that `addreſs` (long s) and `ADDRESS` both fold to `address`: exchanges that
+/// match names ignoring case must not find a denied name that the rules missed.
+pub(crate) fn fold(name: &str) -> String {
+    name.chars()
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 /// `text` as UTF-8, or the position of the first invalid byte.
 fn utf8(bytes: &[u8], offset: usize) -> Result<&str, ParseError> {
     std::str::from_utf8(bytes)

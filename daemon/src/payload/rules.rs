@@ -7,7 +7,7 @@ use super::{Format, ParseError, ParsedRequest, excerpt};
 /// A key's payload rules, as plain data (the config module builds it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Rules {
-    /// Parameter names refused at any depth, lowercase; matched ignoring ASCII case.
+    /// Parameter names refused at any depth; matched ignoring case ([`fold`](super::fold)).
     pub(crate) deny_params: Vec<String>,
     /// When not empty, the signed path must be one of these: an entry ending in `/` is a
     /// prefix of whole segments, any other entry an exact path. Matched ignoring ASCII case.
@@ -254,10 +254,11 @@ pub(crate) fn judge(
 }
 
 fn denied<'a>(rules: &'a Rules, name: &str) -> Option<&'a String> {
+    let name = super::fold(name);
     rules
         .deny_params
         .iter()
-        .find(|denied| denied.eq_ignore_ascii_case(name))
+        .find(|denied| super::fold(denied) == name)
 }
 
 fn check_params(parsed: &ParsedRequest, rules: &Rules) -> Result<(), Refusal> {
@@ -269,8 +270,12 @@ fn check_params(parsed: &ParsedRequest, rules: &Rules) -> Result<(), Refusal> {
         }
     }
     if let Some(seam) = &parsed.seam {
-        let seam = seam.to_ascii_lowercase();
-        if let Some(name) = rules.deny_params.iter().find(|name| seam.ends_with(*name)) {
+        let seam = super::fold(seam);
+        if let Some(name) = rules
+            .deny_params
+            .iter()
+            .find(|name| seam.ends_with(&super::fold(name)))
+        {
             return Err(Refusal::DeniedParam { name: name.clone() });
         }
     }
