@@ -158,7 +158,7 @@ impl fmt::Display for Refusal {
             Refusal::NoPath => f.write_str("this key has path rules and the payload signs no path"),
             Refusal::NoTimestamp { window_ms } => write!(
                 f,
-                "this key requires exactly one timestamp within ±{window_ms} ms of now"
+                "this key requires exactly one timestamp parameter within ±{window_ms} ms of now"
             ),
             Refusal::Stale { skew_ms, window_ms } => write!(
                 f,
