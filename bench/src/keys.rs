@@ -151,6 +151,7 @@ impl LocalKey {
                 SecretBytes::new(self.material.clone()),
                 None,
                 None,
+                None,
             )
             .with_context(|| format!("cannot import the {} key", self.scheme.label()))?;
         Ok(())

@@ -588,7 +588,7 @@ fn signing_rate<S: Send>(
 fn measure_rss(program: &Path, dir: &Path, benchmark_daemon_peak_kib: u64) -> anyhow::Result<Rss> {
     let mut daemon = Keywardd::start(program, dir, "rss")?;
     let mut client = daemon.connect()?;
-    client.generate("rss-ed25519-0", KeyKind::Ed25519, None)?;
+    client.generate("rss-ed25519-0", KeyKind::Ed25519, None, None)?;
     for _ in 0..100 {
         client.sign("rss-ed25519-0", PAYLOAD)?;
     }
@@ -598,7 +598,7 @@ fn measure_rss(program: &Path, dir: &Path, benchmark_daemon_peak_kib: u64) -> an
     let mut names = vec!["rss-ed25519-0".to_owned()];
     for i in 1..ed25519 {
         let name = format!("rss-ed25519-{i}");
-        client.generate(&name, KeyKind::Ed25519, None)?;
+        client.generate(&name, KeyKind::Ed25519, None, None)?;
         names.push(name);
     }
     for i in 0..hmac {
@@ -611,17 +611,18 @@ fn measure_rss(program: &Path, dir: &Path, benchmark_daemon_peak_kib: u64) -> an
             SecretBytes::new(secret),
             None,
             None,
+            None,
         )?;
         names.push(name);
     }
     for i in 0..ecdsa {
         let name = format!("rss-ecdsa-{i}");
-        client.generate(&name, KeyKind::EcdsaP256, None)?;
+        client.generate(&name, KeyKind::EcdsaP256, None, None)?;
         names.push(name);
     }
     for i in 0..rsa {
         let name = format!("rss-rsa-{i}");
-        client.generate(&name, KeyKind::Rsa2048, None)?;
+        client.generate(&name, KeyKind::Rsa2048, None, None)?;
         names.push(name);
     }
     anyhow::ensure!(names.len() == 100, "the RSS mix is not 100 keys");

@@ -90,7 +90,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         ("demo-ed25519", KeyKind::Ed25519),
         ("demo-rsa", KeyKind::Rsa2048),
     ] {
-        let key = client.generate(name, kind, None)?;
+        let key = client.generate(name, kind, None, None)?;
         let spki = key
             .public_key
             .as_deref()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use base64::Engine as _;
 use clap::{Args, ValueEnum};
-use keyward_client::{Client, KeyKind, Scheme, SecretBytes};
+use keyward_client::{Client, KeyInfo, KeyKind, PayloadFormat, Scheme, SecretBytes};
 use zeroize::Zeroizing;
 
 use crate::exit::UsageError;
@@ -32,6 +32,10 @@ pub(crate) struct ImportArgs {
     /// File holding the password of an encrypted PEM key (ENCRYPTED PRIVATE KEY).
     #[arg(long, value_name = "PATH")]
     pem_passphrase_file: Option<PathBuf>,
+    /// The key's payload format, which payload rules parse its payloads in: binance, bybit,
+    /// okx, kucoin, bitget, kraken, coinbase-jwt or raw (the daemon's config may override it).
+    #[arg(long, value_parser = crate::parse_format, value_name = "NAME")]
+    format: Option<PayloadFormat>,
 }
 
 /// How an HMAC secret is written down.
@@ -85,6 +89,7 @@ pub(crate) fn import(client: &mut Client, args: ImportArgs) -> anyhow::Result<()
         secret(&material),
         pem_passphrase,
         args.api_key,
+        args.format,
     )?;
     let mut out = io::stdout().lock();
     writeln!(
@@ -94,7 +99,23 @@ pub(crate) fn import(client: &mut Client, args: ImportArgs) -> anyhow::Result<()
         key.scheme,
         key.fingerprint.as_deref().unwrap_or("no public key")
     )?;
+    warn_if_overridden(&key, args.format);
     Ok(())
+}
+
+/// The daemon answers with the format in force; when the config overrides the one given,
+/// say so (payloads will be parsed in the config's).
+fn warn_if_overridden(key: &KeyInfo, given: Option<PayloadFormat>) {
+    if let Some(given) = given
+        && key.format != Some(given)
+    {
+        eprintln!(
+            "warning: the daemon's config sets format {} for key {}; its payloads are judged as {} (--format {given} is stored with the key)",
+            key.format.map_or("none", PayloadFormat::name),
+            key.name,
+            key.format.map_or("none", PayloadFormat::name),
+        );
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -142,8 +163,9 @@ pub(crate) fn generate(
     name: &str,
     kind: KeyKind,
     api_key: Option<String>,
+    format: Option<PayloadFormat>,
 ) -> anyhow::Result<()> {
-    let key = client.generate(name, kind, api_key)?;
+    let key = client.generate(name, kind, api_key, format)?;
     let pem = output::public_pem(&key)?;
     eprintln!(
         "generated {} ({}, {})",
@@ -151,6 +173,7 @@ pub(crate) fn generate(
         kind,
         key.fingerprint.as_deref().unwrap_or("-")
     );
+    warn_if_overridden(&key, format);
     io::stdout().lock().write_all(pem.as_bytes())?;
     Ok(())
 }

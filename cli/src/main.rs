@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use keyward_client::{Client, KeyKind, Scheme};
+use keyward_client::{Client, KeyKind, PayloadFormat, Scheme};
 
 /// keyward: ssh-agent for exchange API keys.
 ///
@@ -56,8 +56,12 @@ enum Command {
         /// The exchange's API key id that goes with this key (shown by `list`).
         #[arg(long, value_name = "ID")]
         api_key: Option<String>,
+        /// The key's payload format, which payload rules parse its payloads in: binance,
+        /// bybit, okx, kucoin, bitget, kraken, coinbase-jwt or raw (the config may override it).
+        #[arg(long, value_parser = parse_format, value_name = "NAME")]
+        format: Option<PayloadFormat>,
     },
-    /// List the keys: name, scheme, fingerprint, API key id.
+    /// List the keys: name, scheme, bits, payload format, fingerprint, API key id.
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -126,6 +130,13 @@ fn parse_kind(s: &str) -> Result<KeyKind, String> {
     })
 }
 
+pub(crate) fn parse_format(s: &str) -> Result<PayloadFormat, String> {
+    s.parse().map_err(|_| {
+        let names: Vec<&str> = PayloadFormat::ALL.iter().map(|f| f.name()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}
+
 pub(crate) fn parse_scheme(s: &str) -> Result<Scheme, String> {
     s.parse().map_err(|_| {
         let names: Vec<&str> = Scheme::ALL.iter().map(|scheme| scheme.name()).collect();
@@ -190,7 +201,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             scheme,
             api_key,
-        } => keys::generate(&mut connect(socket)?, &name, scheme, api_key),
+            format,
+        } => keys::generate(&mut connect(socket)?, &name, scheme, api_key, format),
         Command::List { json } => keys::list(&mut connect(socket)?, json),
         Command::Pubkey { name } => keys::pubkey(&mut connect(socket)?, &name),
         Command::Remove { name } => keys::remove(&mut connect(socket)?, &name),

@@ -46,19 +46,20 @@ pub(crate) fn write_signature(
 
 /// `list` as an aligned table.
 pub(crate) fn key_table(keys: &[KeyInfo]) -> String {
-    let rows: Vec<[String; 5]> = keys
+    let rows: Vec<[String; 6]> = keys
         .iter()
         .map(|key| {
             [
                 key.name.clone(),
                 key.scheme.to_string(),
                 key.bits.to_string(),
+                key.format.map_or_else(|| "-".into(), |f| f.to_string()),
                 key.fingerprint.clone().unwrap_or_else(|| "-".into()),
                 key.api_key.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    let header = ["NAME", "SCHEME", "BITS", "FINGERPRINT", "API KEY"].map(String::from);
+    let header = ["NAME", "SCHEME", "BITS", "FORMAT", "FINGERPRINT", "API KEY"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -86,6 +87,7 @@ pub(crate) fn key_json(keys: &[KeyInfo]) -> serde_json::Value {
                 "name": key.name,
                 "scheme": key.scheme.name(),
                 "bits": key.bits,
+                "format": key.format.map(|f| f.name()),
                 "fingerprint": key.fingerprint,
                 "api_key": key.api_key,
                 "public_key": key.public_key.as_deref().and_then(|der| spki_pem(der).ok()),

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use keyward_protocol::frame::HEADER_LEN;
 use keyward_protocol::{
-    DEFAULT_MAX_FRAME, KeyInfo, KeyKind, Request, Response, Scheme, SecretBytes, Status,
+    DEFAULT_MAX_FRAME, KeyInfo, KeyKind, PayloadFormat, Request, Response, Scheme, SecretBytes,
+    Status,
 };
 
 use crate::{Error, Signature, ops, socket_path_from_env, trust};
@@ -109,7 +110,9 @@ impl Client {
 
     /// Adds a key from its private material (admin): a PEM private key, or the raw secret of
     /// an HMAC key, for which `scheme` is required. `pem_passphrase` decrypts an encrypted
-    /// PKCS#8 PEM. The secrets are zeroized once sent.
+    /// PKCS#8 PEM. `format` is the key's payload format, stored with it (the daemon's config
+    /// may set another for this key, which wins; the answer shows the one in force). The
+    /// secrets are zeroized once sent.
     pub fn import(
         &mut self,
         name: &str,
@@ -117,20 +120,23 @@ impl Client {
         material: SecretBytes,
         pem_passphrase: Option<SecretBytes>,
         api_key: Option<String>,
+        format: Option<PayloadFormat>,
     ) -> Result<KeyInfo, Error> {
-        let request = ops::import(name, scheme, material, pem_passphrase, api_key);
+        let request = ops::import(name, scheme, material, pem_passphrase, api_key, format);
         let response = self.call(&request)?;
         ops::expect_key(response)
     }
 
-    /// Generates a key inside the daemon (admin); only its public half comes back.
+    /// Generates a key inside the daemon (admin); only its public half comes back. `format`
+    /// as for [`import`](crate::Client::import).
     pub fn generate(
         &mut self,
         name: &str,
         kind: KeyKind,
         api_key: Option<String>,
+        format: Option<PayloadFormat>,
     ) -> Result<KeyInfo, Error> {
-        let response = self.call(&ops::generate(name, kind, api_key))?;
+        let response = self.call(&ops::generate(name, kind, api_key, format))?;
         ops::expect_key(response)
     }
 

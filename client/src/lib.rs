@@ -61,8 +61,8 @@ pub use socket::{SOCKET_ENV, default_socket_path, socket_path_from_env};
 
 pub use keyward_protocol as protocol;
 pub use keyward_protocol::{
-    DEFAULT_MAX_FRAME, ErrorCode, KeyInfo, KeyKind, KeystoreState, PROTOCOL_VERSION, Request,
-    Response, Scheme, SecretBytes, Status, UnreadableKey,
+    DEFAULT_MAX_FRAME, ErrorCode, KeyInfo, KeyKind, KeystoreState, PROTOCOL_VERSION, PayloadFormat,
+    Request, Response, Scheme, SecretBytes, Status, UnreadableKey,
 };
 
 /// Largest response frame body the clients accept (the protocol's limit, re-exported).

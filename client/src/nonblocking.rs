@@ -4,7 +4,8 @@ use std::path::Path;
 
 use keyward_protocol::frame::HEADER_LEN;
 use keyward_protocol::{
-    DEFAULT_MAX_FRAME, KeyInfo, KeyKind, Request, Response, Scheme, SecretBytes, Status,
+    DEFAULT_MAX_FRAME, KeyInfo, KeyKind, PayloadFormat, Request, Response, Scheme, SecretBytes,
+    Status,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -113,20 +114,25 @@ impl AsyncClient {
         material: SecretBytes,
         pem_passphrase: Option<SecretBytes>,
         api_key: Option<String>,
+        format: Option<PayloadFormat>,
     ) -> Result<KeyInfo, Error> {
-        let request = ops::import(name, scheme, material, pem_passphrase, api_key);
+        let request = ops::import(name, scheme, material, pem_passphrase, api_key, format);
         let response = self.call(&request).await?;
         ops::expect_key(response)
     }
 
-    /// Generates a key inside the daemon (admin); only its public half comes back.
+    /// Generates a key inside the daemon (admin); only its public half comes back. `format`
+    /// as for [`import`](crate::Client::import).
     pub async fn generate(
         &mut self,
         name: &str,
         kind: KeyKind,
         api_key: Option<String>,
+        format: Option<PayloadFormat>,
     ) -> Result<KeyInfo, Error> {
-        let response = self.call(&ops::generate(name, kind, api_key)).await?;
+        let response = self
+            .call(&ops::generate(name, kind, api_key, format))
+            .await?;
         ops::expect_key(response)
     }
 

@@ -5,8 +5,8 @@ use std::io;
 
 use keyward_protocol::frame::{self, FrameError, HEADER_LEN};
 use keyward_protocol::{
-    DecodeError, ErrorCode, KeyInfo, KeyKind, PROTOCOL_VERSION, Request, Response, Scheme,
-    SecretBytes, Status,
+    DecodeError, ErrorCode, KeyInfo, KeyKind, PROTOCOL_VERSION, PayloadFormat, Request, Response,
+    Scheme, SecretBytes, Status,
 };
 use serde_bytes::ByteBuf;
 use zeroize::Zeroizing;
@@ -103,6 +103,7 @@ pub(crate) fn import(
     material: SecretBytes,
     pem_passphrase: Option<SecretBytes>,
     api_key: Option<String>,
+    format: Option<PayloadFormat>,
 ) -> Request {
     Request::Import {
         name: name.to_owned(),
@@ -110,14 +111,21 @@ pub(crate) fn import(
         material,
         pem_passphrase,
         api_key,
+        format,
     }
 }
 
-pub(crate) fn generate(name: &str, kind: KeyKind, api_key: Option<String>) -> Request {
+pub(crate) fn generate(
+    name: &str,
+    kind: KeyKind,
+    api_key: Option<String>,
+    format: Option<PayloadFormat>,
+) -> Request {
     Request::Generate {
         name: name.to_owned(),
         kind,
         api_key,
+        format,
     }
 }
 

@@ -13,7 +13,8 @@ use keyward_client::protocol::frame::{self, HEADER_LEN};
 use keyward_client::protocol::{DecodeError, encode_response};
 use keyward_client::{
     Client, DEFAULT_MAX_FRAME, Error, ErrorCode, KeyInfo, KeyKind, KeystoreState,
-    MAX_RESPONSE_FRAME, PROTOCOL_VERSION, Request, Response, Scheme, SecretBytes, Status, binance,
+    MAX_RESPONSE_FRAME, PROTOCOL_VERSION, PayloadFormat, Request, Response, Scheme, SecretBytes,
+    Status, binance,
 };
 use serde_bytes::ByteBuf;
 
@@ -32,6 +33,7 @@ fn key_info(name: &str) -> KeyInfo {
         public_key: Some(vec![0x30, 0x2a]),
         fingerprint: Some("SHA256:abc".into()),
         api_key: Some("api-key-id".into()),
+        format: Some(PayloadFormat::Binance),
     }
 }
 
@@ -370,11 +372,17 @@ fn admin_calls_send_what_they_are_given_and_map_the_answers() {
             secret("hmac secret"),
             None,
             Some("api-key-id".into()),
+            None,
         )
         .unwrap();
     assert_eq!(info.name, "imported");
     let info = client
-        .generate("generated", KeyKind::Ed25519, None)
+        .generate(
+            "generated",
+            KeyKind::Ed25519,
+            None,
+            Some(PayloadFormat::Okx),
+        )
         .unwrap();
     assert_eq!(info.name, "generated");
     assert_eq!(client.list().unwrap().len(), 2);
@@ -402,11 +410,13 @@ fn admin_calls_send_what_they_are_given_and_map_the_answers() {
                 material: secret("hmac secret"),
                 pem_passphrase: None,
                 api_key: Some("api-key-id".into()),
+                format: None,
             },
             Request::Generate {
                 name: "generated".into(),
                 kind: KeyKind::Ed25519,
                 api_key: None,
+                format: Some(PayloadFormat::Okx),
             },
             Request::List,
             Request::Status,

@@ -23,16 +23,26 @@
 //! allow_gids = ["bots"]
 //! rate_per_sec = 20
 //! burst = 40
-//! timestamp_window_ms = 5000
-//! deny_params = ["address"]
 //! max_payload_bytes = 16384
+//! format = "binance"               # how payload rules parse this key's payloads
+//! timestamp_window_ms = 5000       # payload rules: docs/POLICY.md says what each one sees
+//! max_recv_window_ms = 10000
+//! deny_params = ["address"]
+//!
+//! [keys."okx-main"]
+//! format = "okx"
+//! deny_paths = ["/api/v5/asset/"]  # prefix; allow_paths = [...] to list what may be signed
 //! ```
+//!
+//! The format a key's payloads are judged in: `keys.NAME.format` if set, else the format
+//! stored with the key (`keyward import/generate --format`), else `defaults.format`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::payload::{self, Format, Rules};
 use crate::policy::{KeyPolicy, Policy, RateLimit};
 
 #[derive(Debug, thiserror::Error)]
@@ -119,10 +129,18 @@ struct PolicySection {
     allow_gids: Vec<Principal>,
     rate_per_sec: Option<f64>,
     burst: Option<u32>,
+    max_payload_bytes: Option<usize>,
+    /// A payload format name (`payload::Format`), parsed by hand for a clear error.
+    format: Option<String>,
     timestamp_window_ms: Option<u64>,
+    max_recv_window_ms: Option<u64>,
+    max_token_lifetime_secs: Option<u64>,
     #[serde(default)]
     deny_params: Vec<String>,
-    max_payload_bytes: Option<usize>,
+    #[serde(default)]
+    allow_paths: Vec<String>,
+    #[serde(default)]
+    deny_paths: Vec<String>,
 }
 
 /// The `[daemon]` section, resolved. Read at start only; flags override it.
@@ -268,10 +286,16 @@ fn resolve_policy(section: &PolicySection, at: &str) -> Result<KeyPolicy, String
             })
         }
     };
-    if section.timestamp_window_ms == Some(0) {
-        return Err(format!(
-            "{at}.timestamp_window_ms must be positive (omit it to not check timestamps)"
-        ));
+    for (field, value) in [
+        ("timestamp_window_ms", section.timestamp_window_ms),
+        ("max_recv_window_ms", section.max_recv_window_ms),
+        ("max_token_lifetime_secs", section.max_token_lifetime_secs),
+    ] {
+        if value == Some(0) {
+            return Err(format!(
+                "{at}.{field} must be positive (omit it to not check this)"
+            ));
+        }
     }
     if section.max_payload_bytes == Some(0) {
         return Err(format!("{at}.max_payload_bytes must be positive"));
@@ -283,17 +307,28 @@ fn resolve_policy(section: &PolicySection, at: &str) -> Result<KeyPolicy, String
             ));
         }
     }
+    let format = section
+        .format
+        .as_deref()
+        .map(str::parse::<Format>)
+        .transpose()
+        .map_err(|err| format!("{at}.format: {err}"))?;
+    let rules = Rules {
+        deny_params: section.deny_params.clone(),
+        allow_paths: section.allow_paths.clone(),
+        deny_paths: section.deny_paths.clone(),
+        timestamp_window_ms: section.timestamp_window_ms,
+        max_recv_window_ms: section.max_recv_window_ms,
+        max_token_lifetime_secs: section.max_token_lifetime_secs,
+    };
+    payload::validate(format, &rules).map_err(|err| format!("{at}.{err}"))?;
     Ok(KeyPolicy {
         allow_uids: resolve_uids(&section.allow_uids, &format!("{at}.allow_uids"))?,
         allow_gids: resolve_gids(&section.allow_gids, &format!("{at}.allow_gids"))?,
         rate,
-        timestamp_window_ms: section.timestamp_window_ms,
-        deny_params: section
-            .deny_params
-            .iter()
-            .map(|p| p.to_ascii_lowercase())
-            .collect(),
         max_payload_bytes: section.max_payload_bytes,
+        format,
+        rules,
     })
 }
 
@@ -357,6 +392,15 @@ mod tests {
             timestamp_window_ms = 5000
             deny_params = ["Address"]
             max_payload_bytes = 16384
+            format = "binance"
+            max_recv_window_ms = 10000
+            [keys.okx]
+            format = "okx"
+            deny_paths = ["/api/v5/asset/"]
+            allow_paths = ["/api/v5/trade/order"]
+            [keys.cb]
+            format = "coinbase-jwt"
+            max_token_lifetime_secs = 120
             "#,
         )
         .unwrap();
@@ -370,7 +414,19 @@ mod tests {
                 burst: 40
             })
         );
-        assert_eq!(key.deny_params, vec!["address".to_owned()]);
+        // Kept as written: the rules fold case themselves, beyond ASCII.
+        assert_eq!(key.rules.deny_params, vec!["Address".to_owned()]);
+        assert_eq!(key.format, Some(Format::Binance));
+        assert_eq!(key.rules.max_recv_window_ms, Some(10000));
+        let okx = &config.policy.keys["okx"];
+        assert_eq!(okx.format, Some(Format::Okx));
+        assert_eq!(okx.rules.deny_paths, vec!["/api/v5/asset/".to_owned()]);
+        assert_eq!(
+            okx.rules.allow_paths,
+            vec!["/api/v5/trade/order".to_owned()]
+        );
+        let cb = &config.policy.keys["cb"];
+        assert_eq!(cb.rules.max_token_lifetime_secs, Some(120));
         assert_eq!(config.daemon.socket_gid, Some(0));
     }
 
@@ -413,6 +469,38 @@ mod tests {
             (
                 "[keys.k]\nallow_uids = [1001, -1]",
                 "integer `-1`, expected a uid/gid",
+            ),
+            (
+                "[keys.k]\nformat = \"binanse\"",
+                "keys.k.format: unknown payload format \"binanse\"; expected one of binance,",
+            ),
+            (
+                "[keys.k]\nformat = \"raw\"\ndeny_params = [\"address\"]",
+                "keys.k.format: raw has no parse",
+            ),
+            (
+                "[keys.k]\nformat = \"kraken\"\ndeny_params = [\"address\"]",
+                "keys.k.deny_params: cannot be judged on kraken payloads",
+            ),
+            (
+                "[defaults]\nformat = \"binance\"\ndeny_paths = [\"/sapi/\"]",
+                "defaults.deny_paths: cannot be judged on binance payloads",
+            ),
+            (
+                "[keys.k]\nformat = \"okx\"\nmax_recv_window_ms = 5000",
+                "keys.k.max_recv_window_ms: cannot be judged on okx payloads",
+            ),
+            (
+                "[keys.k]\nformat = \"okx\"\ndeny_paths = [\"api/v5/asset\"]",
+                "keys.k.deny_paths: \"api/v5/asset\" must start with '/'",
+            ),
+            (
+                "[keys.k]\ndeny_paths = [\"/x\"]\nmax_recv_window_ms = 5000",
+                "keys.k.format: no payload format can judge all of this section's rules",
+            ),
+            (
+                "[keys.k]\nformat = \"bybit\"\nmax_recv_window_ms = 0",
+                "keys.k.max_recv_window_ms must be positive",
             ),
         ];
         for (text, expected) in cases {

@@ -87,6 +87,7 @@ impl Daemon {
     pub(crate) async fn unlock(&self, passphrase: SecretBytes) -> Result<(), Failure> {
         self.lifecycle.unlock(&self.keyring, passphrase).await?;
         self.warn_about_unknown_key_tables("unlock");
+        self.report_format_disagreements("unlock");
         Ok(())
     }
 
@@ -111,6 +112,20 @@ impl Daemon {
                 "{when}: the config's [keys.{name:?}] table names no key in the keystore (a typo?); \
                  it applies to nothing, and a key it was meant for falls under [defaults]"
             );
+        }
+    }
+
+    /// Logs each key whose config section sets another format than the one stored with it
+    /// (the config's wins). Called when either side changes: unlock, SIGHUP.
+    pub(crate) fn report_format_disagreements(&self, when: &str) {
+        let Ok(keys) = self.keyring.list() else {
+            return;
+        };
+        let policy = self.policy();
+        for key in &keys {
+            if let Some(warning) = policy.format_disagreement(key) {
+                tracing::warn!("{when}: {warning}");
+            }
         }
     }
 

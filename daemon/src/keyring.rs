@@ -9,19 +9,27 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use keyward_protocol::KeyInfo;
+use keyward_protocol::{KeyInfo, PayloadFormat};
 
 use crate::signer::{Signer, fingerprint};
 
 /// A key ready to sign, with what may be said about it.
 #[derive(Debug)]
 pub(crate) struct Key {
+    /// What is stored with the key. `info.format` is the format stored with it (given at
+    /// import or generate); what a client is shown, and what the rules judge with, is the
+    /// policy's choice (`Policy::format_for`), which the handler fills in.
     pub(crate) info: KeyInfo,
     pub(crate) signer: Signer,
 }
 
 impl Key {
-    pub(crate) fn new(name: String, signer: Signer, api_key: Option<String>) -> Key {
+    pub(crate) fn new(
+        name: String,
+        signer: Signer,
+        api_key: Option<String>,
+        format: Option<PayloadFormat>,
+    ) -> Key {
         let public_key = signer.public_key_spki();
         let info = KeyInfo {
             name,
@@ -30,6 +38,7 @@ impl Key {
             fingerprint: public_key.as_deref().map(fingerprint),
             public_key,
             api_key,
+            format,
         };
         Key { info, signer }
     }

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
-use keyward_protocol::{Scheme, validate_key_name};
+use keyward_protocol::{PayloadFormat, Scheme, validate_key_name};
 use zeroize::Zeroizing;
 
 use format::{FormatError, Header, KEY_LEN, NONCE_LEN, TAG_LEN};
@@ -115,6 +115,9 @@ pub(crate) struct KeyMeta {
     pub(crate) api_key: Option<String>,
     /// When it was imported or generated, in seconds since the Unix epoch.
     pub(crate) created_unix: u64,
+    /// The payload format given at import or generate (key file version 2; `None` in a
+    /// version 1 file).
+    pub(crate) format: Option<PayloadFormat>,
 }
 
 /// A key with its secret: PKCS#8 DER for asymmetric keys, the raw secret for HMAC keys.
@@ -158,7 +161,9 @@ pub(crate) enum KeystoreError {
     /// altered fails the same way: the two cannot be told apart, by design.
     #[error("wrong passphrase")]
     WrongPassphrase,
-    #[error("unsupported keystore format version {found} (this keyward reads version {supported})")]
+    #[error(
+        "unsupported keystore format version {found} (this keyward reads versions up to {supported})"
+    )]
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("the keystore header is corrupt: {reason}")]
     CorruptHeader { reason: String },
@@ -246,7 +251,7 @@ impl Keystore {
             }
         };
         let header = Header::decode(&bytes).map_err(|err| match err {
-            FormatError::Unsupported { found } => unsupported(found),
+            FormatError::Unsupported { found } => unsupported(found, format::HEADER_VERSION),
             FormatError::Corrupt(reason) => KeystoreError::CorruptHeader { reason },
         })?;
         fsio::remove_temp_files(dir);
@@ -504,7 +509,7 @@ fn load_one(
         ReadError::TooLarge(len) => corrupt(format!("{len} bytes, larger than any key file")),
     })?;
     let sealed = format::decode_key_file(&bytes).map_err(|err| match err {
-        FormatError::Unsupported { found } => unsupported(found),
+        FormatError::Unsupported { found } => unsupported(found, format::KEY_VERSION),
         FormatError::Corrupt(reason) => corrupt(reason),
     })?;
     if sealed.meta.name != name {
@@ -605,11 +610,9 @@ fn key_file_name(name: &str) -> String {
     format!("{name}{KEY_SUFFIX}")
 }
 
-fn unsupported(found: u32) -> KeystoreError {
-    KeystoreError::UnsupportedVersion {
-        found,
-        supported: format::FORMAT_VERSION,
-    }
+/// `supported`: the newest version of that kind of file this keyward reads.
+fn unsupported(found: u32, supported: u32) -> KeystoreError {
+    KeystoreError::UnsupportedVersion { found, supported }
 }
 
 /// The names of the key files in `keys_dir` (without reading them): what the keystore holds

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use keyward_protocol::{ErrorCode, KeyInfo, KeystoreState, SecretBytes, Status, UnreadableKey};
+use keyward_protocol::{
+    ErrorCode, KeyInfo, KeystoreState, PayloadFormat, SecretBytes, Status, UnreadableKey,
+};
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
 use zeroize::Zeroizing;
 
@@ -201,6 +203,7 @@ impl Lifecycle {
         keyring: &Keyring,
         name: String,
         api_key: Option<String>,
+        format: Option<PayloadFormat>,
         make: impl FnOnce() -> Result<(Signer, Zeroizing<Vec<u8>>), KeyError> + Send + 'static,
     ) -> Result<KeyInfo, Failure> {
         let _admin = self.admin().await;
@@ -213,7 +216,7 @@ impl Lifecycle {
         let (signer, secret) = tokio::task::spawn_blocking(make)
             .await
             .map_err(|err| Failure::internal("adding the key failed", &err))??;
-        let key = Key::new(name, signer, api_key);
+        let key = Key::new(name, signer, api_key, format);
         self.store.persist(&key.info, secret).await?;
         Ok(keyring.insert(key)?)
     }

@@ -18,8 +18,6 @@ mod keyring;
 mod keystore;
 mod lifecycle;
 mod os;
-// Wired in by phase 2 (issue 12): config `format`, import/generate/list, enforce_key_policy.
-#[allow(dead_code)]
 mod payload;
 mod peer;
 mod policy;
@@ -365,6 +363,7 @@ fn reload_policy(daemon: &Daemon, config: Option<&(PathBuf, bool)>, at_start: &D
             daemon.set_policy(new.policy);
             tracing::info!("SIGHUP: policy reloaded");
             daemon.warn_about_unknown_key_tables("SIGHUP");
+            daemon.report_format_disagreements("SIGHUP");
             if new.daemon != *at_start {
                 tracing::warn!(
                     "SIGHUP: the [daemon] section changed; those settings take effect only at restart"

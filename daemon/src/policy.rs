@@ -8,9 +8,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use keyward_protocol::ErrorCode;
+use keyward_protocol::{ErrorCode, KeyInfo};
 
 use crate::failure::Failure;
+use crate::keyring::Key;
+use crate::payload::{self, Format, Rules};
 use crate::peer::Peer;
 
 /// A token bucket's settings.
@@ -28,11 +30,12 @@ pub(crate) struct KeyPolicy {
     /// Groups whose members (primary or supplementary) may sign.
     pub(crate) allow_gids: BTreeSet<u32>,
     pub(crate) rate: Option<RateLimit>,
-    /// A `timestamp=` parameter must be within ± this many ms of now.
-    pub(crate) timestamp_window_ms: Option<u64>,
-    /// Parameter names refused in payloads, lowercase.
-    pub(crate) deny_params: Vec<String>,
+    /// Checked first, on the raw bytes, before any parse.
     pub(crate) max_payload_bytes: Option<usize>,
+    /// The section's `format`; see [`Policy::format_for`] for how it meets the key's own.
+    pub(crate) format: Option<Format>,
+    /// The payload rules, judged on a strict parse in the key's format (`payload::judge`).
+    pub(crate) rules: Rules,
 }
 
 /// The whole policy.
@@ -82,6 +85,40 @@ impl Policy {
         peer.uid == daemon_uid || self.for_key(name).allows(peer)
     }
 
+    /// The format `name`'s payloads are parsed in when its rules judge them: the key's own
+    /// config section's `format` if it sets one, else `stored` (the format given at import
+    /// or generate), else `[defaults]`'s `format` for a key without a section of its own.
+    /// The key's own section is the most specific statement, `[defaults]` the least.
+    pub(crate) fn format_for(&self, name: &str, stored: Option<Format>) -> Option<Format> {
+        match self.keys.get(name) {
+            Some(section) => section.format.or(stored),
+            None => stored.or(self.defaults.format),
+        }
+    }
+
+    /// What a client is shown about `key`: its stored description with the format its
+    /// payloads are judged in ([`Policy::format_for`]).
+    pub(crate) fn describe(&self, key: &KeyInfo) -> KeyInfo {
+        KeyInfo {
+            format: self.format_for(&key.name, key.format),
+            ..key.clone()
+        }
+    }
+
+    /// The key's own config section sets a format that differs from the one stored with
+    /// it: the config's wins, and this says so, for the log.
+    pub(crate) fn format_disagreement(&self, key: &KeyInfo) -> Option<String> {
+        let configured = self.keys.get(&key.name)?.format?;
+        let stored = key.format?;
+        (configured != stored).then(|| {
+            format!(
+                "key {:?} was given format {stored}, and keys.{}.format in the config says \
+                 {configured}: payloads are judged as {configured}",
+                key.name, key.name
+            )
+        })
+    }
+
     /// May `peer` talk to the daemon at all? Peers with no right of any kind are answered
     /// `Denied` and closed before anything they send is read.
     pub(crate) fn may_connect(&self, peer: &Peer, daemon_uid: u32) -> bool {
@@ -91,8 +128,15 @@ impl Policy {
     }
 }
 
-/// Checks a payload against a key's rules; the error is the reason, for the client and audit.
-pub(crate) fn check_payload(policy: &KeyPolicy, payload: &[u8], now_ms: u64) -> Result<(), String> {
+/// Judges one payload against a key's policy: the size limit on the raw bytes, then the
+/// payload rules on a strict parse in `format`. The error is the reason, one line, for the
+/// client and the audit log; it quotes at most a short name or path, never a value.
+pub(crate) fn judge_payload(
+    policy: &KeyPolicy,
+    format: Option<Format>,
+    payload: &[u8],
+    ctx: payload::Context<'_>,
+) -> Result<(), String> {
     if let Some(max) = policy.max_payload_bytes
         && payload.len() > max
     {
@@ -101,99 +145,31 @@ pub(crate) fn check_payload(policy: &KeyPolicy, payload: &[u8], now_ms: u64) -> 
             payload.len()
         ));
     }
-    if policy.timestamp_window_ms.is_none() && policy.deny_params.is_empty() {
-        return Ok(());
-    }
-    let params = parameters(payload)?;
-    if let Some((name, _)) = params
-        .iter()
-        .find(|(name, _)| policy.deny_params.contains(&name.to_ascii_lowercase()))
-    {
-        return Err(format!("parameter {name:?} is not allowed for this key"));
-    }
-    if let Some(name) = denied_name_anywhere(&policy.deny_params, payload) {
-        return Err(format!("parameter {name:?} is not allowed for this key"));
-    }
-    if let Some(window) = policy.timestamp_window_ms {
-        let mut stamps = params.iter().filter(|(name, _)| name == "timestamp");
-        let (Some((_, value)), None) = (stamps.next(), stamps.next()) else {
-            return Err(format!(
-                "this key requires exactly one timestamp parameter within ±{window} ms of now"
-            ));
-        };
-        let stamp: u64 = value
-            .parse()
-            // The value is not quoted: without audit_payloads, payload text stays out of logs.
-            .map_err(|_| "the timestamp parameter is not a number of milliseconds".to_owned())?;
-        // Binance accepts milliseconds (13 digits) and microseconds (16 digits).
-        let stamp_ms = if stamp >= 100_000_000_000_000 {
-            stamp / 1000
-        } else {
-            stamp
-        };
-        let skew = now_ms.abs_diff(stamp_ms);
-        if skew > window {
-            return Err(format!(
-                "timestamp is {skew} ms from the daemon's clock; this key allows ±{window} ms"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Looks for a denied name written as `name=` or `"name"` anywhere in the payload (percent-
-/// decoded, case-insensitive), not only as a parsed parameter. Binance signs the query string
-/// and the body concatenated with no separator (`...&recvWindow=5000address=X` carries an
-/// `address`), and OKX, KuCoin and Bitget sign `timestamp + method + path + body`; neither
-/// parses as one form. The price is a rare false refusal (`toAddress=`), which is the safe
-/// side for a rule whose point is to stop withdrawals.
-fn denied_name_anywhere<'a>(deny_params: &'a [String], payload: &[u8]) -> Option<&'a str> {
-    let decoded: Vec<u8> = percent_encoding::percent_decode(payload).collect();
-    let text = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
-    deny_params
-        .iter()
-        .find(|name| text.contains(&format!("{name}=")) || text.contains(&format!("\"{name}\"")))
-        .map(String::as_str)
-}
-
-/// The payload's parameters: the top-level fields of a JSON object, or the decoded pairs of
-/// a query string / form body. Names are percent-decoded, so `addr%65ss` is `address`.
-fn parameters(payload: &[u8]) -> Result<Vec<(String, String)>, String> {
-    let trimmed = payload.trim_ascii_start();
-    if trimmed.first() == Some(&b'{') {
-        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(payload)
-            .map_err(|_| "payload starts like JSON but is not a valid JSON object".to_owned())?;
-        return Ok(object
-            .into_iter()
-            .map(|(name, value)| {
-                let text = match value {
-                    serde_json::Value::String(text) => text,
-                    other => other.to_string(),
-                };
-                (name, text)
-            })
-            .collect());
-    }
-    Ok(form_urlencoded::parse(payload)
-        .map(|(name, value)| (name.into_owned(), value.into_owned()))
-        .collect())
+    payload::judge(format, payload, &policy.rules, ctx)
+        .map(drop)
+        .map_err(|refusal| refusal.to_string())
 }
 
 /// Applies the key's payload rules and rate limit to the payloads about to be signed.
 pub(crate) fn enforce_key_policy(
     policy: &Policy,
     rates: &RateLimiter,
-    key: &str,
+    key: &Key,
     payloads: &[&[u8]],
 ) -> Result<(), Failure> {
-    let rules = policy.for_key(key);
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        });
+    let name = key.info.name.as_str();
+    let rules = policy.for_key(name);
+    let format = policy.format_for(name, key.info.format);
+    let ctx = payload::Context {
+        now_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            }),
+        api_key: key.info.api_key.as_deref(),
+    };
     for payload in payloads {
-        check_payload(rules, payload, now_ms)
+        judge_payload(rules, format, payload, ctx)
             .map_err(|why| Failure::new(ErrorCode::PolicyViolation, why))?;
     }
     if let Some(limit) = rules.rate {
@@ -202,16 +178,16 @@ pub(crate) fn enforce_key_policy(
             return Err(Failure::new(
                 ErrorCode::RateLimited,
                 format!(
-                    "a batch of {n} exceeds key {key:?}'s burst of {}; split it",
+                    "a batch of {n} exceeds key {name:?}'s burst of {}; split it",
                     limit.burst
                 ),
             ));
         }
-        rates.take(key, limit, n, Instant::now()).map_err(|wait| {
+        rates.take(name, limit, n, Instant::now()).map_err(|wait| {
             Failure::new(
                 ErrorCode::RateLimited,
                 format!(
-                    "rate limit of key {key:?} reached ({}/s); retry in {} ms",
+                    "rate limit of key {name:?} reached ({}/s); retry in {} ms",
                     limit.per_sec,
                     wait.as_millis().max(1)
                 ),
@@ -294,9 +270,12 @@ mod tests {
 
     fn key_policy() -> KeyPolicy {
         KeyPolicy {
-            timestamp_window_ms: Some(5000),
-            deny_params: vec!["address".into()],
             max_payload_bytes: Some(100),
+            rules: Rules {
+                timestamp_window_ms: Some(5000),
+                deny_params: vec!["address".into()],
+                ..Rules::default()
+            },
             ..KeyPolicy::default()
         }
     }
@@ -327,44 +306,75 @@ mod tests {
     #[test]
     fn payload_rules_each_give_their_own_reason() {
         let now = 1_700_000_000_000;
+        let ctx = payload::Context {
+            now_ms: now,
+            api_key: None,
+        };
         let rules = key_policy();
-        assert_eq!(
-            check_payload(&rules, b"symbol=BTCUSDT&timestamp=1700000001000", now),
-            Ok(())
-        );
+        let binance = |payload: &[u8]| judge_payload(&rules, Some(Format::Binance), payload, ctx);
+        assert_eq!(binance(b"symbol=BTCUSDT&timestamp=1700000001000"), Ok(()));
         // Microseconds are understood too.
-        assert_eq!(
-            check_payload(&rules, b"timestamp=1700000001000000", now),
-            Ok(())
-        );
-        let stale = check_payload(&rules, b"symbol=X&timestamp=1699999990000", now).unwrap_err();
+        assert_eq!(binance(b"timestamp=1700000001000000"), Ok(()));
+        let stale = binance(b"symbol=X&timestamp=1699999990000").unwrap_err();
         assert!(stale.contains("10000 ms"), "{stale}");
-        let missing = check_payload(&rules, b"symbol=X", now).unwrap_err();
+        let missing = binance(b"symbol=X").unwrap_err();
         assert!(
             missing.contains("requires exactly one timestamp"),
             "{missing}"
         );
-        let twice = check_payload(&rules, b"timestamp=1700000000000&timestamp=1", now).unwrap_err();
-        assert!(twice.contains("exactly one"), "{twice}");
-        let denied =
-            check_payload(&rules, b"addr%65ss=x&timestamp=1700000000000", now).unwrap_err();
+        let twice = binance(b"timestamp=1700000000000&timestamp=1").unwrap_err();
+        assert!(twice.contains("\"timestamp\" appears twice"), "{twice}");
+        let denied = binance(b"addr%65ss=x&timestamp=1700000000000").unwrap_err();
         assert!(denied.contains("\"address\" is not allowed"), "{denied}");
-        let big = check_payload(&rules, &[b'a'; 101], now).unwrap_err();
+        // The size limit comes first, before any parse.
+        let big = binance(&[b'a'; 101]).unwrap_err();
         assert!(big.contains("101 bytes"), "{big}");
-        let json = br#"{"symbol":"X","timestamp":1700000000000,"Address":"evil"}"#;
+
+        // JSON bodies are judged in a JSON format: keys at any depth, escapes decoded.
+        let kucoin = |payload: &[u8]| judge_payload(&rules, Some(Format::Kucoin), payload, ctx);
+        let json = br#"1700000000000POST/api/v1/orders{"symbol":"X","Address":"evil"}"#;
+        assert!(kucoin(json).unwrap_err().contains("\"Address\""));
+        let nested = br#"1700000000000POST/api/v1/orders{"a":{"b":[{"\u0061ddress":1}]}}"#;
+        assert!(kucoin(nested).unwrap_err().contains("\"address\""));
+        let json = br#"1700000000000POST/api/v1/orders{"symbol":"X"}"#;
+        assert_eq!(kucoin(json), Ok(()));
+        assert!(kucoin(b"1700000000000POST/api/v1/orders{not json").is_err());
+        // Bytes of another format do not parse: refused, not guessed at.
+        let other = kucoin(b"symbol=X&timestamp=1700000000000").unwrap_err();
         assert!(
-            check_payload(&rules, json, now)
-                .unwrap_err()
-                .contains("\"Address\"")
+            other.contains("not a valid kucoin signing string"),
+            "{other}"
         );
-        let json = br#"{"symbol":"X","timestamp":1700000000000}"#;
-        assert_eq!(check_payload(&rules, json, now), Ok(()));
-        assert!(check_payload(&rules, b"{not json", now).is_err());
+        // Rules and no format: refused, whatever the bytes.
+        let none = judge_payload(&rules, None, b"timestamp=1700000000000", ctx).unwrap_err();
+        assert!(none.contains("no payload format"), "{none}");
         // No rules, no parsing: any bytes pass.
         assert_eq!(
-            check_payload(&KeyPolicy::default(), &[0xff, 0x00], now),
+            judge_payload(&KeyPolicy::default(), None, &[0xff, 0x00], ctx),
             Ok(())
         );
+    }
+
+    #[test]
+    fn the_key_section_format_beats_the_stored_one_which_beats_the_defaults() {
+        let mut policy = Policy::default();
+        policy.defaults.format = Some(Format::Binance);
+        policy.keys.insert(
+            "okx".into(),
+            KeyPolicy {
+                format: Some(Format::Okx),
+                ..KeyPolicy::default()
+            },
+        );
+        policy.keys.insert("plain".into(), KeyPolicy::default());
+        let stored = Some(Format::Kucoin);
+        assert_eq!(policy.format_for("okx", stored), Some(Format::Okx));
+        assert_eq!(policy.format_for("okx", None), Some(Format::Okx));
+        assert_eq!(policy.format_for("plain", stored), stored);
+        // A key with a section of its own does not take [defaults]' format.
+        assert_eq!(policy.format_for("plain", None), None);
+        assert_eq!(policy.format_for("other", stored), stored);
+        assert_eq!(policy.format_for("other", None), Some(Format::Binance));
     }
 
     #[test]

@@ -146,6 +146,7 @@ impl Store {
                 name: info.name.clone(),
                 scheme: info.scheme,
                 api_key: info.api_key.clone(),
+                format: info.format,
                 created_unix: SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |since| since.as_secs()),
@@ -275,7 +276,7 @@ fn parse_loaded(loaded: crate::keystore::LoadedKeys) -> (Vec<Key>, Vec<Unreadabl
         drop(secret);
         match parsed {
             Ok(signer) if signer.scheme() == meta.scheme => {
-                keys.push(Key::new(meta.name, signer, meta.api_key))
+                keys.push(Key::new(meta.name, signer, meta.api_key, meta.format))
             }
             Ok(signer) => unreadable.push(UnreadableKey {
                 reason: format!(

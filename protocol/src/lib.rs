@@ -15,6 +15,7 @@ mod error_code;
 pub mod frame;
 mod message;
 mod name;
+mod payload_format;
 mod scheme;
 mod secret;
 mod socket_path;
@@ -23,12 +24,18 @@ pub use codec::{DecodeError, decode_request, decode_response, encode_request, en
 pub use error_code::ErrorCode;
 pub use message::{KeyInfo, KeystoreState, Request, Response, Status, UnreadableKey};
 pub use name::{InvalidKeyName, MAX_KEY_NAME_LEN, validate_key_name};
+pub use payload_format::{PayloadFormat, UnknownPayloadFormat};
 pub use scheme::{KeyKind, Scheme, UnknownScheme};
 pub use secret::SecretBytes;
 pub use socket_path::{default_socket_path, run_user_dir};
 
 /// The protocol version this crate speaks; sent in [`Request::Hello`] and echoed back.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// Version 2 added the payload format: a last field `format: Option<PayloadFormat>` in
+/// [`Request::Import`], [`Request::Generate`] and [`KeyInfo`]. Postcard has no field names,
+/// so version 1 and version 2 peers cannot read each other's messages; a daemon answers any
+/// other version's Hello with `UnsupportedVersion`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Default largest request frame body, in bytes (64 KiB). A daemon may be configured with
 /// another and announces it in [`Response::Hello`].

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ErrorCode, KeyKind, Scheme, SecretBytes};
+use crate::{ErrorCode, KeyKind, PayloadFormat, Scheme, SecretBytes};
 
 /// A request from a client. The first request on a connection must be [`Request::Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,8 +51,12 @@ pub enum Request {
         material: SecretBytes,
         /// Password of an encrypted PKCS#8 PEM (`ENCRYPTED PRIVATE KEY`).
         pem_passphrase: Option<SecretBytes>,
-        /// The exchange's API key id that goes with this key, for display only.
+        /// The exchange's API key id that goes with this key (shown, and signed by Bybit
+        /// payloads, which the daemon checks).
         api_key: Option<String>,
+        /// The key's payload format, stored with it (protocol version 2). The daemon's
+        /// config may set another for this key, which wins.
+        format: Option<PayloadFormat>,
     },
     /// 6: generate a key inside the daemon; only its public half is returned (admin).
     Generate {
@@ -60,8 +64,10 @@ pub enum Request {
         name: String,
         /// What to generate.
         kind: KeyKind,
-        /// The exchange's API key id, for display only.
+        /// The exchange's API key id (shown, and signed by Bybit payloads).
         api_key: Option<String>,
+        /// The key's payload format, stored with it (protocol version 2).
+        format: Option<PayloadFormat>,
     },
     /// 7: delete a key (admin).
     Remove {
@@ -132,6 +138,11 @@ pub struct KeyInfo {
     pub fingerprint: Option<String>,
     /// The exchange's API key id, if one was given.
     pub api_key: Option<String>,
+    /// The format the daemon parses this key's payloads in when its rules judge them: the
+    /// key's config section's `format`, else the one stored with the key, else the config's
+    /// `[defaults]` one (protocol version 2). `None`: no format, so payload rules refuse
+    /// every payload of this key.
+    pub format: Option<PayloadFormat>,
 }
 
 /// The keystore's state, as [`Response::Status`] reports it.

@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use keyward_protocol::frame::{self, FrameError};
 use keyward_protocol::{
     DEFAULT_MAX_FRAME, DecodeError, ErrorCode, KeyInfo, KeyKind, KeystoreState, PROTOCOL_VERSION,
-    Request, Response, Scheme, SecretBytes, Status, UnreadableKey, decode_request, decode_response,
-    encode_request, encode_response,
+    PayloadFormat, Request, Response, Scheme, SecretBytes, Status, UnreadableKey, decode_request,
+    decode_response, encode_request, encode_response,
 };
 use postcard::Error as Postcard;
 use serde_bytes::ByteBuf;
@@ -111,6 +111,7 @@ fn rsa_key_info() -> KeyInfo {
         public_key: Some(hex(RSA_SPKI)),
         fingerprint: Some(RSA_FINGERPRINT.into()),
         api_key: Some(BINANCE_API_KEY.into()),
+        format: Some(PayloadFormat::Binance),
     }
 }
 
@@ -122,6 +123,7 @@ fn hmac_key_info() -> KeyInfo {
         public_key: None,
         fingerprint: None,
         api_key: Some("kraken-api-key-1".into()),
+        format: Some(PayloadFormat::Kraken),
     }
 }
 
@@ -133,6 +135,7 @@ fn ed25519_key_info() -> KeyInfo {
         public_key: Some(hex(ED25519_SPKI)),
         fingerprint: Some(ED25519_FINGERPRINT.into()),
         api_key: None,
+        format: None,
     }
 }
 
@@ -176,7 +179,7 @@ fn valid() -> Vec<Valid> {
     vec![
         request(
             "request-00-hello.bin",
-            "Hello { version: 1 }",
+            "Hello { version: 2 }",
             Request::Hello {
                 version: PROTOCOL_VERSION,
             },
@@ -207,44 +210,48 @@ fn valid() -> Vec<Valid> {
         ),
         request(
             "request-05-import-hmac.bin",
-            "Import { name: \"binance-hmac\", scheme: Some(hmac-sha256), material: Binance's example secret, pem_passphrase: None, api_key: Some(Binance's example API key) }",
+            "Import { name: \"binance-hmac\", scheme: Some(hmac-sha256), material: Binance's example secret, pem_passphrase: None, api_key: Some(Binance's example API key), format: Some(binance) }",
             Request::Import {
                 name: "binance-hmac".into(),
                 scheme: Some(Scheme::HmacSha256),
                 material: secret(BINANCE_SECRET),
                 pem_passphrase: None,
                 api_key: Some(BINANCE_API_KEY.into()),
+                format: Some(PayloadFormat::Binance),
             },
         ),
         request(
             "request-05-import-pem.bin",
-            "Import { name: \"binance-ed25519\", scheme: None, material: RFC 8032 test 1 key as PKCS#8 PEM, pem_passphrase: None, api_key: None } (every optional field absent)",
+            "Import { name: \"binance-ed25519\", scheme: None, material: RFC 8032 test 1 key as PKCS#8 PEM, pem_passphrase: None, api_key: None, format: None } (every optional field absent)",
             Request::Import {
                 name: "binance-ed25519".into(),
                 scheme: None,
                 material: secret(ED25519_PEM.as_bytes()),
                 pem_passphrase: None,
                 api_key: None,
+                format: None,
             },
         ),
         request(
             "request-05-import-encrypted-pem.bin",
-            "Import { name: \"binance-ed25519\", scheme: Some(ed25519), material: the same key as encrypted PKCS#8 PEM (302 bytes), pem_passphrase: Some(\"correct horse battery staple\"), api_key: Some(Binance's example API key) } (every optional field present)",
+            "Import { name: \"binance-ed25519\", scheme: Some(ed25519), material: the same key as encrypted PKCS#8 PEM (302 bytes), pem_passphrase: Some(\"correct horse battery staple\"), api_key: Some(Binance's example API key), format: Some(binance) } (every optional field present)",
             Request::Import {
                 name: "binance-ed25519".into(),
                 scheme: Some(Scheme::Ed25519),
                 material: secret(ED25519_ENCRYPTED_PEM.as_bytes()),
                 pem_passphrase: Some(secret(PASSPHRASE)),
                 api_key: Some(BINANCE_API_KEY.into()),
+                format: Some(PayloadFormat::Binance),
             },
         ),
         request(
             "request-06-generate.bin",
-            "Generate { name: \"binance-rsa\", kind: rsa-2048, api_key: None }",
+            "Generate { name: \"binance-rsa\", kind: rsa-2048, api_key: None, format: Some(binance) }",
             Request::Generate {
                 name: "binance-rsa".into(),
                 kind: KeyKind::Rsa2048,
                 api_key: None,
+                format: Some(PayloadFormat::Binance),
             },
         ),
         request(
@@ -280,7 +287,7 @@ fn valid() -> Vec<Valid> {
         ),
         response(
             "response-00-hello.bin",
-            "Hello { version: 1, max_frame: 65536 (varint 80 80 04) }",
+            "Hello { version: 2, max_frame: 65536 (varint 80 80 04) }",
             Response::Hello {
                 version: PROTOCOL_VERSION,
                 max_frame: DEFAULT_MAX_FRAME,
@@ -330,7 +337,7 @@ fn valid() -> Vec<Valid> {
             "Error { code: UnsupportedVersion (1), message }",
             error(
                 ErrorCode::UnsupportedVersion,
-                "protocol version 2 is not supported; this daemon speaks version 1",
+                "protocol version 1 is not supported; this daemon speaks version 2",
             ),
         ),
         response(
@@ -579,6 +586,20 @@ fn invalid() -> Vec<Invalid> {
             target: Target::Request,
             bytes: framed("05 01 6b 01 05 01 00 00 00"),
             expect: postcard(Postcard::SerdeDeCustom),
+        },
+        Invalid {
+            file: "invalid-unknown-payload-format.bin",
+            about: "Generate with format Some(8), one past raw",
+            target: Target::Request,
+            bytes: framed("06 01 6b 00 00 01 08"),
+            expect: postcard(Postcard::SerdeDeCustom),
+        },
+        Invalid {
+            file: "invalid-protocol-1-generate.bin",
+            about: "a protocol version 1 Generate (no format field): version 2 reads past its end",
+            target: Target::Request,
+            bytes: framed("06 01 6b 00 00"),
+            expect: postcard(Postcard::DeserializeUnexpectedEnd),
         },
         Invalid {
             file: "invalid-unknown-key-kind.bin",
@@ -895,10 +916,39 @@ fn every_error_code_scheme_and_key_kind_keeps_its_number() {
             name: String::new(),
             kind,
             api_key: None,
+            format: None,
         };
         let frame = encode_request(&request, DEFAULT_MAX_FRAME).unwrap();
-        assert_eq!(&frame[4..], &[6, 0, u8::try_from(index).unwrap(), 0]);
+        assert_eq!(&frame[4..], &[6, 0, u8::try_from(index).unwrap(), 0, 0]);
     }
+
+    for (index, format) in PayloadFormat::ALL.into_iter().enumerate() {
+        let request = Request::Generate {
+            name: String::new(),
+            kind: KeyKind::Ed25519,
+            api_key: None,
+            format: Some(format),
+        };
+        let frame = encode_request(&request, DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(&frame[4..], &[6, 0, 0, 0, 1, u8::try_from(index).unwrap()]);
+    }
+    let names: Vec<_> = PayloadFormat::ALL
+        .into_iter()
+        .map(PayloadFormat::name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "binance",
+            "bybit",
+            "okx",
+            "kucoin",
+            "bitget",
+            "kraken",
+            "coinbase-jwt",
+            "raw"
+        ]
+    );
     let names: Vec<_> = KeyKind::ALL.into_iter().map(KeyKind::name).collect();
     assert_eq!(
         names,
@@ -988,8 +1038,9 @@ The files are generated from the values in protocol/tests/golden.rs (never edit 
 
     KEYWARD_BLESS=1 cargo test -p keyward-protocol --test golden -- --ignored bless
 
-Blessing is for adding fixtures. Once released, a fixture's bytes are protocol version 1 and
-must not change.
+Blessing is for adding fixtures. Once released, a fixture's bytes are fixed for their
+protocol version. These are protocol version 2: version 2 appended `format` to Import,
+Generate and KeyInfo, so blessing rewrote the fixtures of those messages and of Hello.
 
 ## Valid messages
 

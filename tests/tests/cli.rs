@@ -207,15 +207,27 @@ fn remove_deletes_a_key_and_it_can_no_longer_sign() {
 }
 
 #[test]
-fn list_shows_name_scheme_bits_api_key_and_the_openssl_computed_fingerprint() {
+fn list_shows_name_scheme_bits_format_api_key_and_the_openssl_computed_fingerprint() {
     let daemon = Daemon::start(&[]);
     let public = daemon.generate("binance-ed", "ed25519");
     let secret = daemon.write("secret", b"list-test-hmac-secret-0123456789");
     daemon.import(
         "bybit",
         &secret,
-        &["--scheme", "hmac-sha256", "--api-key", "XyZ-api-key-id"],
+        &[
+            "--scheme",
+            "hmac-sha256",
+            "--api-key",
+            "XyZ-api-key-id",
+            "--format",
+            "bybit",
+        ],
     );
+    daemon
+        .keyward([
+            "generate", "okx-ed", "--scheme", "ed25519", "--format", "okx",
+        ])
+        .success();
     // SHA256: + unpadded base64 of SHA-256 over the DER SPKI, as ssh-keygen prints it,
     // computed here by OpenSSL.
     let der = openssl(&[
@@ -251,9 +263,21 @@ fn list_shows_name_scheme_bits_api_key_and_the_openssl_computed_fingerprint() {
         .find(|line| line.starts_with("bybit "))
         .unwrap_or_else(|| panic!("no row for bybit:\n{text}"));
     assert!(
-        hmac_row.contains("hmac-sha256") && hmac_row.contains("XyZ-api-key-id"),
+        hmac_row.contains("hmac-sha256  256   bybit ") && hmac_row.contains("XyZ-api-key-id"),
         "{hmac_row}"
     );
+    assert!(text.starts_with("NAME "), "{text}");
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains(" BITS  FORMAT  FINGERPRINT"),
+        "{text}"
+    );
+    // No format: "-".
+    assert!(ed_row.contains(" 256   -  "), "{ed_row}");
+    let okx_row = text.lines().find(|l| l.starts_with("okx-ed ")).unwrap();
+    assert!(okx_row.contains(" okx "), "{okx_row}");
     assert!(
         !text.contains("list-test-hmac-secret"),
         "the secret is listed"
@@ -269,6 +293,29 @@ fn list_shows_name_scheme_bits_api_key_and_the_openssl_computed_fingerprint() {
     assert!(
         json.contains("\"bits\": 256") && json.contains("\"api_key\": \"XyZ-api-key-id\""),
         "{json}"
+    );
+    let keys: serde_json::Value = serde_json::from_str(json).unwrap();
+    let formats: Vec<_> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| (key["name"].as_str().unwrap(), key["format"].clone()))
+        .collect();
+    assert_eq!(
+        formats,
+        [
+            ("binance-ed", serde_json::Value::Null),
+            ("bybit", "bybit".into()),
+            ("okx-ed", "okx".into()),
+        ]
+    );
+    // An unknown name is a usage error, before anything reaches the daemon.
+    let out = daemon.keyward([
+        "generate", "x", "--scheme", "ed25519", "--format", "binanse",
+    ]);
+    assert!(
+        out.stderr.contains("expected one of binance, bybit, okx"),
+        "{out:#?}"
     );
 }
 

@@ -19,13 +19,14 @@ const KEYS: [&str; 3] = ["ed", "rsa", "hmac"];
 fn sixty_four_clients_signing_at_once_all_get_correct_signatures() {
     let daemon = Daemon::start(&[]);
     let mut admin = daemon.client();
-    admin.generate("ed", KeyKind::Ed25519, None).unwrap();
-    admin.generate("rsa", KeyKind::Rsa2048, None).unwrap();
+    admin.generate("ed", KeyKind::Ed25519, None, None).unwrap();
+    admin.generate("rsa", KeyKind::Rsa2048, None, None).unwrap();
     admin
         .import(
             "hmac",
             Some(Scheme::HmacSha256),
             SecretBytes::new(HMAC_SECRET.to_vec()),
+            None,
             None,
             None,
         )
@@ -101,7 +102,7 @@ fn sixty_four_clients_signing_at_once_all_get_correct_signatures() {
 fn one_client_shared_by_threads_behind_a_mutex_gets_each_answer_to_its_own_request() {
     let daemon = Daemon::start(&[]);
     let mut admin = daemon.client();
-    admin.generate("ed", KeyKind::Ed25519, None).unwrap();
+    admin.generate("ed", KeyKind::Ed25519, None, None).unwrap();
     let shared = Arc::new(std::sync::Mutex::new(daemon.client()));
     let threads: Vec<_> = (0..16)
         .map(|i| {

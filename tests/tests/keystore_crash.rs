@@ -82,10 +82,11 @@ fn run_ops(
                         SecretBytes::new(key.material()),
                         None,
                         None,
+                        None,
                     )
                     .map(Some)
             }
-            Op::Generate(name, kind) => client.generate(name, *kind, None).map(Some),
+            Op::Generate(name, kind) => client.generate(name, *kind, None, None).map(Some),
             Op::Remove(name) => client.remove(name).map(|()| None),
             Op::Passwd(new) => client
                 .change_passphrase(

@@ -235,7 +235,9 @@ fn an_unknown_format_version_is_named_and_nothing_is_written() {
     let damaged = snapshot(fixture.store.path());
     let error = refused_start(fixture.store.path());
     assert!(
-        error.contains("unsupported keystore format version 2 (this keyward reads version 1)"),
+        error.contains(
+            "unsupported keystore format version 2 (this keyward reads versions up to 1)"
+        ),
         "{error}"
     );
     assert_eq!(snapshot(fixture.store.path()), damaged);
@@ -244,7 +246,8 @@ fn an_unknown_format_version_is_named_and_nothing_is_written() {
     // A key file of a later version: that key is named, the others load.
     let key_file = fixture.key_file("bravo");
     let original_key = read(&key_file);
-    assert_eq!(&original_key[..12], b"KWKEY\0\0\0\0\0\0\x01");
+    // Key files are version 2 (the payload format); the header is still version 1.
+    assert_eq!(&original_key[..12], b"KWKEY\0\0\0\0\0\0\x02");
     let mut future_key = original_key.clone();
     future_key[8..12].copy_from_slice(&7u32.to_be_bytes());
     std::fs::write(&key_file, &future_key).unwrap();
@@ -255,7 +258,7 @@ fn an_unknown_format_version_is_named_and_nothing_is_written() {
     assert_eq!(
         out.stdout_text(),
         "unlocked: 2 keys\nwarning: key bravo could not be read: \
-         unsupported keystore format version 7 (this keyward reads version 1)\n"
+         unsupported keystore format version 7 (this keyward reads versions up to 2)\n"
     );
     let good: Vec<TestKey> = fixture
         .keys

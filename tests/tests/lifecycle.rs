@@ -68,7 +68,7 @@ fn after_fifty_races_of_lock_against_unlock_status_signing_and_generate_agree() 
 
         let state = client.status().unwrap().state;
         let signed = client.sign("k", b"symbol=BTCUSDT&timestamp=1");
-        let generated = client.generate(&format!("g{round}"), KeyKind::Ed25519, None);
+        let generated = client.generate(&format!("g{round}"), KeyKind::Ed25519, None, None);
         match state {
             KeystoreState::Unlocked => {
                 unlocked_runs += 1;

@@ -215,6 +215,7 @@ fn a_daemon_started_with_max_frame_announces_and_enforces_that_limit() {
             SecretBytes::new(HMAC_SECRET.to_vec()),
             None,
             None,
+            None,
         )
         .unwrap();
     let fits = payload_for_frame_body("h", MAX);

@@ -105,6 +105,7 @@ fn no_secret_or_payload_reaches_the_daemon_log_even_at_trace_level() {
             material: SecretBytes::new(HMAC_SECRET.as_bytes().to_vec()),
             pem_passphrase: None,
             api_key: None,
+            format: None,
         },
         u32::MAX,
     )

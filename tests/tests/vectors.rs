@@ -47,6 +47,7 @@ fn binance_published_hmac_example_gives_its_exact_signed_query_through_the_clien
             SecretBytes::new(BINANCE_SECRET.as_bytes().to_vec()),
             None,
             None,
+            None,
         )
         .unwrap();
     assert_eq!(info.scheme, Scheme::HmacSha256);

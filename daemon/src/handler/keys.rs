@@ -1,6 +1,6 @@
 //! The keys: List and PublicKey (read), Import, Generate and Remove (admin).
 
-use keyward_protocol::{KeyKind, Response, Scheme, SecretBytes, validate_key_name};
+use keyward_protocol::{KeyKind, PayloadFormat, Response, Scheme, SecretBytes, validate_key_name};
 use zeroize::Zeroizing;
 
 use crate::daemon::Daemon;
@@ -16,27 +16,36 @@ pub(super) fn list(daemon: &Daemon, policy: &Policy, peer: &Peer) -> Result<Resp
     let keys = daemon.keyring.list()?;
     Ok(Response::Keys {
         keys: keys
-            .into_iter()
+            .iter()
             .filter(|key| admin || policy.may_use(&key.name, peer, daemon.uid))
+            .map(|key| policy.describe(key))
             .collect(),
     })
 }
 
-pub(super) fn public_key(daemon: &Daemon, key: &str) -> Result<Response, Failure> {
+pub(super) fn public_key(daemon: &Daemon, policy: &Policy, key: &str) -> Result<Response, Failure> {
     Ok(Response::Key {
-        key: daemon.keyring.get(key)?.info.clone(),
+        key: policy.describe(&daemon.keyring.get(key)?.info),
     })
+}
+
+/// What an import or generate request says about the new key besides its material.
+pub(super) struct NewKey {
+    pub(super) api_key: Option<String>,
+    /// Stored with the key; the key's config section may set another, which wins.
+    pub(super) format: Option<PayloadFormat>,
 }
 
 pub(super) async fn import(
     daemon: &Daemon,
+    policy: &Policy,
     name: String,
     scheme: Option<Scheme>,
     material: SecretBytes,
     pem_passphrase: Option<SecretBytes>,
-    api_key: Option<String>,
+    new: NewKey,
 ) -> Result<Response, Failure> {
-    add_key(daemon, name, api_key, move || {
+    add_key(daemon, policy, name, new, move || {
         let password = pem_passphrase.as_ref().map(|p| p.expose());
         import::import(scheme, material.expose(), password)
             .map(|imported| (imported.signer, imported.secret))
@@ -46,11 +55,12 @@ pub(super) async fn import(
 
 pub(super) async fn generate(
     daemon: &Daemon,
+    policy: &Policy,
     name: String,
     kind: KeyKind,
-    api_key: Option<String>,
+    new: NewKey,
 ) -> Result<Response, Failure> {
-    add_key(daemon, name, api_key, move || Signer::generate(kind)).await
+    add_key(daemon, policy, name, new, move || Signer::generate(kind)).await
 }
 
 pub(super) async fn remove(
@@ -64,21 +74,33 @@ pub(super) async fn remove(
 }
 
 /// Checks the request's name and API key id, then has the lifecycle make, persist and
-/// insert the key.
+/// insert the key. The answer shows the format the key's payloads will be judged in, which
+/// is the config's when the key's section sets one (a disagreement is logged).
 async fn add_key(
     daemon: &Daemon,
+    policy: &Policy,
     name: String,
-    api_key: Option<String>,
+    new: NewKey,
     make: impl FnOnce() -> Result<(Signer, Zeroizing<Vec<u8>>), KeyError> + Send + 'static,
 ) -> Result<Response, Failure> {
     check_name(&name)?;
-    check_api_key(api_key.as_deref())?;
+    check_api_key(new.api_key.as_deref())?;
     let info = daemon
         .lifecycle
-        .add_key(&daemon.keyring, name, api_key, make)
+        .add_key(&daemon.keyring, name, new.api_key, new.format, make)
         .await?;
-    tracing::info!(key = %info.name, scheme = %info.scheme, "key added");
-    Ok(Response::Key { key: info })
+    tracing::info!(
+        key = %info.name,
+        scheme = %info.scheme,
+        format = info.format.map_or("none", PayloadFormat::name),
+        "key added"
+    );
+    if let Some(warning) = policy.format_disagreement(&info) {
+        tracing::warn!("{warning}");
+    }
+    Ok(Response::Key {
+        key: policy.describe(&info),
+    })
 }
 
 fn check_name(name: &str) -> Result<(), Failure> {

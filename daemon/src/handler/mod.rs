@@ -138,19 +138,27 @@ async fn dispatch(
             sign::sign_batch(daemon, policy, key, payloads).await
         }
         Request::List => keys::list(daemon, policy, peer),
-        Request::PublicKey { key } => keys::public_key(daemon, &key),
+        Request::PublicKey { key } => keys::public_key(daemon, policy, &key),
         Request::Import {
             name,
             scheme,
             material,
             pem_passphrase,
             api_key,
-        } => keys::import(daemon, name, scheme, material, pem_passphrase, api_key).await,
+            format,
+        } => {
+            let new = keys::NewKey { api_key, format };
+            keys::import(daemon, policy, name, scheme, material, pem_passphrase, new).await
+        }
         Request::Generate {
             name,
             kind,
             api_key,
-        } => keys::generate(daemon, name, kind, api_key).await,
+            format,
+        } => {
+            let new = keys::NewKey { api_key, format };
+            keys::generate(daemon, policy, name, kind, new).await
+        }
         Request::Remove { name } => keys::remove(daemon, peer, name).await,
         Request::Status => Ok(keystore::status(daemon, policy, peer)),
         Request::Init { passphrase } => keystore::init(daemon, passphrase).await,

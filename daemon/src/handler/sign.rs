@@ -19,7 +19,7 @@ pub(super) async fn sign(
 ) -> Result<Response, Failure> {
     // Looked up first, so rate-limit buckets exist only for real keys.
     let key_entry = daemon.keyring.get(&key)?;
-    enforce_key_policy(policy, &daemon.rates, &key, &[&payload])?;
+    enforce_key_policy(policy, &daemon.rates, &key_entry, &[&payload])?;
     daemon.touch();
     let (scheme, mut signatures) = sign_all(key_entry, vec![payload]).await?;
     let signature = signatures
@@ -45,7 +45,7 @@ pub(super) async fn sign_batch(
     }
     let key_entry = daemon.keyring.get(&key)?;
     let views: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-    enforce_key_policy(policy, &daemon.rates, &key, &views)?;
+    enforce_key_policy(policy, &daemon.rates, &key_entry, &views)?;
     daemon.touch();
     let payloads = payloads.into_iter().map(ByteBuf::into_vec).collect();
     let (scheme, signatures) = sign_all(key_entry, payloads).await?;

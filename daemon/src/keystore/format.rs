@@ -1,5 +1,7 @@
-//! The bytes of the two keystore files, format version 1. No I/O and no cryptography here:
-//! encoding, strict decoding, and the associated data each file's AEAD binds.
+//! The bytes of the two keystore files: the header (format version 1) and key files (format
+//! version 2, which adds the payload format; version 1 key files still read, with none). No
+//! I/O and no cryptography here: encoding, strict decoding, and the associated data each
+//! file's AEAD binds.
 //!
 //! docs/KEYSTORE.md describes the same layout for people; the two must agree.
 //!
@@ -7,12 +9,15 @@
 //! looks at the rest, so that a file written by a later format is reported as an unsupported
 //! version rather than as corruption.
 
-use keyward_protocol::{Scheme, validate_key_name};
+use keyward_protocol::{PayloadFormat, Scheme, validate_key_name};
 
 use super::{KdfParams, KeyMeta};
 
-/// The one format version this code writes and reads.
-pub(super) const FORMAT_VERSION: u32 = 1;
+/// The header format version this code writes and reads.
+pub(super) const HEADER_VERSION: u32 = 1;
+/// The key file format version this code writes. It reads every version from 1 up to this
+/// one: version 2 appended the payload format to the metadata.
+pub(super) const KEY_VERSION: u32 = 2;
 
 /// First bytes of the header file.
 pub(super) const HEADER_MAGIC: [u8; 8] = *b"KWSTORE\0";
@@ -105,7 +110,7 @@ impl Header {
         let mut out = [0u8; HEADER_AAD_LEN];
         let mut w = Writer::new(&mut out);
         w.put(&HEADER_MAGIC);
-        w.put(&FORMAT_VERSION.to_be_bytes());
+        w.put(&HEADER_VERSION.to_be_bytes());
         w.put(&self.params.m_cost_kib.to_be_bytes());
         w.put(&self.params.t_cost.to_be_bytes());
         w.put(&self.params.p_cost.to_be_bytes());
@@ -127,7 +132,7 @@ impl Header {
     /// Decodes a header file: exact length, known version, parameters within limits.
     pub(super) fn decode(bytes: &[u8]) -> Result<Header, FormatError> {
         let mut r = Reader::new(bytes);
-        check_magic_and_version(&mut r, &HEADER_MAGIC, "keystore header")?;
+        check_magic_and_version(&mut r, &HEADER_MAGIC, "keystore header", HEADER_VERSION)?;
         if bytes.len() != HEADER_LEN {
             return Err(if bytes.len() < HEADER_LEN {
                 corrupt(format!("truncated: {} of {HEADER_LEN} bytes", bytes.len()))
@@ -154,12 +159,14 @@ impl Header {
     }
 }
 
-/// Reads the magic and the version, so that a later format is told apart from garbage.
+/// Reads the magic and the version (1 to `newest`), so that a later format is told apart from
+/// garbage. Returns the version.
 fn check_magic_and_version(
     r: &mut Reader<'_>,
     magic: &[u8; 8],
     what: &str,
-) -> Result<(), FormatError> {
+    newest: u32,
+) -> Result<u32, FormatError> {
     let head = r.rest();
     let n = head.len().min(magic.len());
     if head[..n] != magic[..n] {
@@ -173,13 +180,14 @@ fn check_magic_and_version(
     }
     r.take(magic.len())?;
     let found = r.u32()?;
-    if found != FORMAT_VERSION {
+    if !(1..=newest).contains(&found) {
         return Err(FormatError::Unsupported { found });
     }
-    Ok(())
+    Ok(found)
 }
 
-/// Encodes a key's metadata: the plaintext part of a key file, and its associated data.
+/// Encodes a key's metadata (always in the newest key file version, [`KEY_VERSION`]): the
+/// plaintext part of a key file, and its associated data.
 ///
 /// Fails if a field cannot be represented (an API key id longer than 65535 bytes).
 pub(super) fn encode_key_meta(meta: &KeyMeta) -> Result<Vec<u8>, String> {
@@ -190,7 +198,7 @@ pub(super) fn encode_key_meta(meta: &KeyMeta) -> Result<Vec<u8>, String> {
         u8::try_from(scheme.len()).map_err(|_| "the scheme name is too long".to_owned())?;
     let mut out = Vec::with_capacity(8 + 4 + 1 + name.len() + 1 + scheme.len() + 3 + 8 + 64);
     out.extend_from_slice(&KEY_MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+    out.extend_from_slice(&KEY_VERSION.to_be_bytes());
     out.push(name_len);
     out.extend_from_slice(name);
     out.push(scheme_len);
@@ -206,6 +214,10 @@ pub(super) fn encode_key_meta(meta: &KeyMeta) -> Result<Vec<u8>, String> {
         }
     }
     out.extend_from_slice(&meta.created_unix.to_be_bytes());
+    // Version 2: the payload format's name, length-prefixed; length 0 is "none".
+    let format = meta.format.map_or("", PayloadFormat::name).as_bytes();
+    out.push(u8::try_from(format.len()).map_err(|_| "the format name is too long".to_owned())?);
+    out.extend_from_slice(format);
     Ok(out)
 }
 
@@ -224,7 +236,7 @@ pub(super) struct SealedKey<'a> {
 /// authenticated yet: the metadata is what the file claims until the AEAD has verified it.
 pub(super) fn decode_key_file(bytes: &[u8]) -> Result<SealedKey<'_>, FormatError> {
     let mut r = Reader::new(bytes);
-    check_magic_and_version(&mut r, &KEY_MAGIC, "key file")?;
+    let version = check_magic_and_version(&mut r, &KEY_MAGIC, "key file", KEY_VERSION)?;
 
     let name_len = usize::from(r.u8()?);
     let name =
@@ -248,6 +260,20 @@ pub(super) fn decode_key_file(bytes: &[u8]) -> Result<SealedKey<'_>, FormatError
         other => return Err(corrupt(format!("invalid API key id flag {other}"))),
     };
     let created_unix = u64::from_be_bytes(r.array()?);
+    // Version 1 files predate payload formats: they have none.
+    let format = if version >= 2 {
+        match usize::from(r.u8()?) {
+            0 => None,
+            len => Some(
+                std::str::from_utf8(r.take(len)?)
+                    .ok()
+                    .and_then(|name| name.parse::<PayloadFormat>().ok())
+                    .ok_or_else(|| corrupt("unknown payload format"))?,
+            ),
+        }
+    } else {
+        None
+    };
 
     let aad_len = r.pos;
     let nonce = r.array_ref::<NONCE_LEN>()?;
@@ -265,6 +291,7 @@ pub(super) fn decode_key_file(bytes: &[u8]) -> Result<SealedKey<'_>, FormatError
             scheme,
             api_key,
             created_unix,
+            format,
         },
         aad: &bytes[..aad_len],
         nonce,
@@ -415,16 +442,21 @@ mod tests {
 
     #[test]
     fn key_metadata_round_trips() {
-        for api_key in [
-            None,
-            Some(String::new()),
-            Some("vmPUZE6mv9SD5VNHk4HlWFsOr".into()),
-        ] {
+        let cases = [
+            (None, None),
+            (Some(String::new()), Some(PayloadFormat::CoinbaseJwt)),
+            (
+                Some("vmPUZE6mv9SD5VNHk4HlWFsOr".into()),
+                Some(PayloadFormat::Binance),
+            ),
+        ];
+        for (api_key, format) in cases {
             let meta = KeyMeta {
                 name: "binance-main".into(),
                 scheme: Scheme::Ed25519,
                 api_key,
                 created_unix: 1_700_000_000,
+                format,
             };
             let mut file = encode_key_meta(&meta).unwrap();
             let aad_len = file.len();
@@ -442,5 +474,67 @@ mod tests {
                 assert!(decode_key_file(&file[..len]).is_err(), "{len}");
             }
         }
+    }
+
+    /// Version 2 appends the format after `created`: a length byte and the name, `00` for none.
+    #[test]
+    fn a_version_2_key_file_has_the_format_after_created() {
+        let meta = KeyMeta {
+            name: "k".into(),
+            scheme: Scheme::HmacSha256,
+            api_key: None,
+            created_unix: 1,
+            format: Some(PayloadFormat::Kucoin),
+        };
+        let bytes = encode_key_meta(&meta).unwrap();
+        assert_eq!(
+            bytes,
+            [
+                &b"KWKEY\0\0\0"[..],
+                &[0, 0, 0, 2],
+                b"\x01k\x0bhmac-sha256\x00",
+                &[0, 0, 0, 0, 0, 0, 0, 1],
+                b"\x06kucoin",
+            ]
+            .concat()
+        );
+        let none = encode_key_meta(&KeyMeta {
+            format: None,
+            ..meta.clone()
+        })
+        .unwrap();
+        assert_eq!(none.last(), Some(&0));
+        // An unknown name is corrupt, as an unknown scheme is.
+        let mut file = bytes[..bytes.len() - 7].to_vec();
+        file.extend_from_slice(b"\x06kucoim");
+        file.extend_from_slice(&[0; NONCE_LEN + 1 + TAG_LEN]);
+        assert_eq!(
+            decode_key_file(&file).unwrap_err(),
+            FormatError::Corrupt("unknown payload format".into())
+        );
+    }
+
+    /// Key files written before payload formats (version 1) still read, with no format.
+    #[test]
+    fn a_version_1_key_file_reads_with_no_format() {
+        let mut file = [
+            &b"KWKEY\0\0\0"[..],
+            &[0, 0, 0, 1],
+            b"\x01k\x07ed25519\x00",
+            &[0, 0, 0, 0, 0, 0, 0, 1],
+        ]
+        .concat();
+        let aad_len = file.len();
+        file.extend_from_slice(&[9; NONCE_LEN + 3 + TAG_LEN]);
+        let sealed = decode_key_file(&file).unwrap();
+        assert_eq!(sealed.meta.format, None);
+        assert_eq!(sealed.aad.len(), aad_len);
+        assert_eq!(sealed.ciphertext, &[9; 3]);
+        // Version 3 is not read.
+        file[11] = 3;
+        assert_eq!(
+            decode_key_file(&file).unwrap_err(),
+            FormatError::Unsupported { found: 3 }
+        );
     }
 }

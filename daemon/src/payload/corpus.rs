@@ -27,8 +27,9 @@
 use std::path::{Path, PathBuf};
 
 use super::json::Value;
+use super::rules::Refusal;
 use super::rules::names_at_depth;
-use super::{Context, Format, ParseErrorKind, Refusal, Rules, judge};
+use super::{Context, Format, ParseErrorKind, Rules, judge};
 
 const API_KEY: &str = "XXXXXXXXXX";
 
@@ -137,7 +138,7 @@ fn every_corpus_file_gets_the_outcome_its_name_says() {
             let verdict = judge(Some(format), &payload, &rules, ctx);
             if name.starts_with("accept-") {
                 // Judged at the payload's own time: the examples span years.
-                let parsed = format.parse(&payload, Some(API_KEY)).unwrap_or_else(|err| {
+                let parsed = super::parse(format, &payload, Some(API_KEY)).unwrap_or_else(|err| {
                     panic!("{format}/{name}: {err}");
                 });
                 let own = Context {
@@ -308,7 +309,7 @@ fn a_denied_name_ending_binances_seam_is_refused_whatever_the_split() {
         api_key: None,
     };
     let seam = b"symbol=X&timeInForce=GTCstopPrice=1&timestamp=1499827319559";
-    let parsed = Format::Binance.parse(seam, None).unwrap().unwrap();
+    let parsed = super::parse(Format::Binance, seam, None).unwrap().unwrap();
     assert_eq!(parsed.top_level("stopPrice"), Some("1"));
     assert_eq!(
         judge(Some(Format::Binance), seam, &rules, ctx),
@@ -374,11 +375,19 @@ fn rules_without_a_format_raw_with_rules_and_unjudgeable_rules_fail_closed() {
         now_ms: 0,
         api_key: None,
     };
+    // A section without a format may hold rules (each key's stored format judges them), but
+    // a key with no format at all refuses every payload.
     assert_eq!(judge(None, b"x", &rules, ctx), Err(Refusal::NoFormat));
-    assert!(
-        super::validate(None, &rules)
-            .unwrap_err()
-            .contains("need a payload format")
+    assert_eq!(super::validate(None, &rules), Ok(()));
+    // Rules that no one format can judge together are a config error even without a format.
+    let no_format_can = Rules {
+        deny_paths: vec!["/api/v5/asset/withdrawal".into()],
+        max_recv_window_ms: Some(5000),
+        ..Rules::default()
+    };
+    assert_eq!(
+        super::validate(None, &no_format_can).unwrap_err().field,
+        "format"
     );
     assert_eq!(
         judge(Some(Format::Raw), b"x", &rules, ctx),
@@ -391,7 +400,8 @@ fn rules_without_a_format_raw_with_rules_and_unjudgeable_rules_fail_closed() {
     assert!(
         super::validate(Some(Format::Raw), &deny_only)
             .unwrap_err()
-            .contains("raw")
+            .to_string()
+            .starts_with("format: raw")
     );
     assert!(judge(Some(Format::Raw), b"x", &deny_only, ctx).is_err());
     for (format, rule) in [
@@ -400,7 +410,7 @@ fn rules_without_a_format_raw_with_rules_and_unjudgeable_rules_fail_closed() {
         (Format::Okx, "max_recv_window_ms"),
     ] {
         let err = super::validate(Some(format), &rules).unwrap_err();
-        assert!(err.contains(rule), "{format}: {err}");
+        assert_eq!(err.field, rule, "{format}: {err}");
     }
     let path_rule = Rules {
         deny_paths: vec!["/sapi/v1/capital/withdraw/apply".into()],
@@ -409,7 +419,8 @@ fn rules_without_a_format_raw_with_rules_and_unjudgeable_rules_fail_closed() {
     assert!(
         super::validate(Some(Format::Binance), &path_rule)
             .unwrap_err()
-            .contains("deny_paths")
+            .field
+            == "deny_paths"
     );
     assert!(
         super::validate(
@@ -715,7 +726,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         for format in Format::ALL {
-            let _ = format.parse(&bytes, Some(API_KEY));
+            let _ = super::parse(format, &bytes, Some(API_KEY));
         }
         if super::json::parse_body(&bytes, 0).is_ok() {
             prop_assert!(serde_json::from_slice::<serde_json::Value>(&bytes).is_ok());

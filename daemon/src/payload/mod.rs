@@ -24,118 +24,31 @@ mod timestamp;
 mod corpus;
 
 use std::fmt;
-use std::str::FromStr;
 
-// The daemon's entry points; unused until phase 2 wires them into enforce_key_policy.
-#[allow(unused_imports)]
-pub(crate) use rules::{Context, Refusal, Rules, judge, validate};
+pub(crate) use rules::{Context, Rules, judge, validate};
 
-/// How a key's exchange builds the string it signs. Names as in the config file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Format {
-    /// `query` or `query` + `body` (form-encoded), concatenated with no separator.
-    Binance,
-    /// Bybit v5: `timestamp + api_key + recv_window + (query | JSON body)`.
-    Bybit,
-    /// `ISO-8601 timestamp + METHOD + path[?query] + [JSON body]`.
-    Okx,
-    /// `ms timestamp + METHOD + path[?query] + [JSON body]`.
-    Kucoin,
-    /// `ms timestamp + METHOD + path[?query] + [JSON body]`.
-    Bitget,
-    /// `URI path + SHA-256(nonce + POST data)` (32 raw bytes).
-    Kraken,
-    /// The JWT signing input `base64url(header).base64url(claims)` of a Coinbase CDP key.
-    CoinbaseJwt,
-    /// No parse: any bytes. A raw key may have no payload rules.
-    Raw,
-}
+/// How a key's exchange builds the string it signs: the protocol's type, since clients name
+/// it at import and generate and see it in `list`. Names as in the config file.
+pub(crate) use keyward_protocol::PayloadFormat as Format;
 
-impl Format {
-    /// Every format, in the order the docs list them.
-    pub(crate) const ALL: [Format; 8] = [
-        Format::Binance,
-        Format::Bybit,
-        Format::Okx,
-        Format::Kucoin,
-        Format::Bitget,
-        Format::Kraken,
-        Format::CoinbaseJwt,
-        Format::Raw,
-    ];
-
-    /// The name used in the config file, on the command line and in messages.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Format::Binance => "binance",
-            Format::Bybit => "bybit",
-            Format::Okx => "okx",
-            Format::Kucoin => "kucoin",
-            Format::Bitget => "bitget",
-            Format::Kraken => "kraken",
-            Format::CoinbaseJwt => "coinbase-jwt",
-            Format::Raw => "raw",
-        }
-    }
-
-    /// Parses `payload` as this format's signing string. `api_key` is the key's stored API
-    /// key id (Bybit signs it). `Ok(None)` for [`Format::Raw`], which has no parse.
-    pub(crate) fn parse(
-        self,
-        payload: &[u8],
-        api_key: Option<&str>,
-    ) -> Result<Option<ParsedRequest>, ParseError> {
-        let parsed = match self {
-            Format::Binance => binance::parse(payload)?,
-            Format::Bybit => bybit::parse(payload, api_key)?,
-            Format::Okx => path::parse_prefixed(payload, Format::Okx)?,
-            Format::Kucoin => path::parse_prefixed(payload, Format::Kucoin)?,
-            Format::Bitget => path::parse_prefixed(payload, Format::Bitget)?,
-            Format::Kraken => kraken::parse(payload)?,
-            Format::CoinbaseJwt => coinbase_jwt::parse(payload)?,
-            Format::Raw => return Ok(None),
-        };
-        Ok(Some(parsed))
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The format name is not one of [`Format::ALL`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct UnknownFormat(pub(crate) String);
-
-impl fmt::Display for UnknownFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown payload format {:?}; expected one of ",
-            excerpt(&self.0)
-        )?;
-        for (i, format) in Format::ALL.iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            write!(f, "{sep}{format}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for UnknownFormat {}
-
-impl FromStr for Format {
-    type Err = UnknownFormat;
-
-    fn from_str(name: &str) -> Result<Self, UnknownFormat> {
-        Format::ALL
-            .into_iter()
-            .find(|format| format.name() == name)
-            .ok_or_else(|| UnknownFormat(name.to_owned()))
-    }
+/// Parses `payload` as `format`'s signing string. `api_key` is the key's stored API key id
+/// (Bybit signs it). `Ok(None)` for [`Format::Raw`], which has no parse.
+pub(crate) fn parse(
+    format: Format,
+    payload: &[u8],
+    api_key: Option<&str>,
+) -> Result<Option<ParsedRequest>, ParseError> {
+    let parsed = match format {
+        Format::Binance => binance::parse(payload)?,
+        Format::Bybit => bybit::parse(payload, api_key)?,
+        Format::Okx => path::parse_prefixed(payload, Format::Okx)?,
+        Format::Kucoin => path::parse_prefixed(payload, Format::Kucoin)?,
+        Format::Bitget => path::parse_prefixed(payload, Format::Bitget)?,
+        Format::Kraken => kraken::parse(payload)?,
+        Format::CoinbaseJwt => coinbase_jwt::parse(payload)?,
+        Format::Raw => return Ok(None),
+    };
+    Ok(Some(parsed))
 }
 
 /// An HTTP method as the exchanges write it in the signing string: upper case only.

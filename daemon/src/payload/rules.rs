@@ -127,7 +127,8 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::NoFormat => f.write_str(
-                "this key has payload rules but no payload format; set format in its config",
+                "this key has payload rules but no payload format; set format in its config \
+                 section or give the key one with --format",
             ),
             Refusal::RawWithRules => {
                 f.write_str("this key's format is raw, which payload rules cannot judge")
@@ -184,42 +185,86 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// Checks a key's format and rules together, at config load. The error is one line.
+/// A config mistake found by [`validate`]: the config field to name, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InvalidRules {
+    /// The field of the policy section at fault, as the config file spells it.
+    pub(crate) field: &'static str,
+    /// One line, to follow `SECTION.FIELD: `.
+    pub(crate) reason: String,
+}
+
+impl fmt::Display for InvalidRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Result<(), InvalidRules> {
+    Err(InvalidRules {
+        field,
+        reason: reason.into(),
+    })
+}
+
+/// Checks a policy section's format and rules together, at config load.
 ///
-/// - Rules with no declared format are an error: there is no default format, because a
-///   guessed format would judge some other exchange's bytes.
-/// - Rules with `raw` are an error: raw has no parse.
+/// `format` is the section's own `format`, if it sets one. Then:
+/// - `raw` with any rule is an error: raw has no parse.
 /// - A rule the format's signed string cannot show is an error (deny_params on Kraken or
 ///   Coinbase, path rules on Binance or Bybit, timestamp_window_ms on Kraken,
 ///   max_recv_window_ms outside Binance and Bybit, max_token_lifetime_secs outside Coinbase).
-pub(crate) fn validate(format: Option<Format>, rules: &Rules) -> Result<(), String> {
+///
+/// A section without a format may have rules: each key it covers is judged in the format
+/// stored with the key (`--format` at import or generate), and a key with neither refuses
+/// every payload ([`Refusal::NoFormat`]). What can be checked here is that some format
+/// could judge the rules together; if none can (say deny_paths with max_recv_window_ms),
+/// every payload of every key would be refused, which is a mistake to report now.
+pub(crate) fn validate(format: Option<Format>, rules: &Rules) -> Result<(), InvalidRules> {
+    for (field, paths) in [
+        ("allow_paths", &rules.allow_paths),
+        ("deny_paths", &rules.deny_paths),
+    ] {
+        if let Some(path) = paths.iter().find(|path| !path.starts_with('/')) {
+            return invalid(field, format!("{:?} must start with '/'", excerpt(path)));
+        }
+    }
+    if rules.deny_params.iter().any(String::is_empty) {
+        return invalid("deny_params", "holds an empty name");
+    }
     if rules.is_empty() {
         return Ok(());
     }
-    let format = format.ok_or_else(|| {
-        "payload rules need a payload format: set format to one of binance, bybit, okx, \
-         kucoin, bitget, kraken, coinbase-jwt"
-            .to_owned()
-    })?;
-    if format == Format::Raw {
-        return Err("format raw has no parse, so it can have no payload rules".to_owned());
-    }
-    if let Some(rule) = rules.unjudgeable(format) {
-        return Err(format!(
-            "{rule} cannot be judged on {format} payloads: the signed string does not show it"
-        ));
-    }
-    for path in rules.allow_paths.iter().chain(&rules.deny_paths) {
-        if !path.starts_with('/') {
-            return Err(format!("path rule {path:?} must start with '/'"));
+    match format {
+        Some(Format::Raw) => invalid(
+            "format",
+            "raw has no parse, so a section with format raw can have no payload rules",
+        ),
+        Some(format) => match rules.unjudgeable(format) {
+            Some(rule) => invalid(
+                rule,
+                format!(
+                    "cannot be judged on {format} payloads: the signed string does not show it"
+                ),
+            ),
+            None => Ok(()),
+        },
+        None => {
+            let judgeable = Format::ALL
+                .into_iter()
+                .any(|format| format != Format::Raw && rules.unjudgeable(format).is_none());
+            if judgeable {
+                Ok(())
+            } else {
+                invalid(
+                    "format",
+                    "no payload format can judge all of this section's rules together \
+                     (path rules and max_recv_window_ms, deny_params and \
+                     max_token_lifetime_secs, ...); see docs/POLICY.md",
+                )
+            }
         }
     }
-    for name in &rules.deny_params {
-        if name.is_empty() {
-            return Err("deny_params holds an empty name".to_owned());
-        }
-    }
-    Ok(())
 }
 
 /// Judges one payload for a key with `format` (`None`: none declared) and `rules`.
@@ -243,8 +288,7 @@ pub(crate) fn judge(
     if let Some(rule) = rules.unjudgeable(format) {
         return Err(Refusal::NotJudgeable { rule, format });
     }
-    let parsed = format
-        .parse(payload, ctx.api_key)
+    let parsed = super::parse(format, payload, ctx.api_key)
         .map_err(|error| Refusal::Unparsed { format, error })?
         .ok_or(Refusal::RawWithRules)?;
     check_params(&parsed, rules)?;

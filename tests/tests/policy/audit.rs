@@ -49,7 +49,7 @@ fn the_audit_log_has_one_line_per_decision_with_the_right_peer_and_no_secret() {
     let audit_path = config.dir().join("audit.jsonl");
     config.set(&format!(
         "[daemon]\naudit_log = \"{}\"\n\n\
-         [keys.ed]\nallow_uids = [65534]\ndeny_params = [\"address\"]\n\n\
+         [keys.ed]\nallow_uids = [65534]\nformat = \"binance\"\ndeny_params = [\"address\"]\n\n\
          [keys.rl]\nallow_uids = [65534]\nrate_per_sec = 0.1\nburst = 1\n",
         audit_path.display()
     ));
@@ -98,9 +98,9 @@ fn the_audit_log_has_one_line_per_decision_with_the_right_peer_and_no_secret() {
     // The daemon's own uid: keys in, a list, signatures, an init it cannot do (ephemeral),
     // an unknown key.
     let mut root = daemon.client();
-    root.generate("ed", KeyKind::Ed25519, None).unwrap();
+    root.generate("ed", KeyKind::Ed25519, None, None).unwrap();
     expected.push(mine("generate", Some("ed"), "allow", "", &[]));
-    root.generate("rl", KeyKind::Ed25519, None).unwrap();
+    root.generate("rl", KeyKind::Ed25519, None, None).unwrap();
     expected.push(mine("generate", Some("rl"), "allow", "", &[]));
     root.import(
         "hm",
@@ -108,6 +108,7 @@ fn the_audit_log_has_one_line_per_decision_with_the_right_peer_and_no_secret() {
         SecretBytes::new(AUDIT_HMAC_SECRET.to_vec()),
         None,
         Some("binance-api-key-id".into()),
+        None,
     )
     .unwrap();
     expected.push(mine("import", Some("hm"), "allow", "", &[]));
@@ -117,15 +118,16 @@ fn the_audit_log_has_one_line_per_decision_with_the_right_peer_and_no_secret() {
         SecretBytes::new(encrypted_pem.clone()),
         Some(SecretBytes::new(PEM_PASSPHRASE.as_bytes().to_vec())),
         None,
+        None,
     )
     .unwrap();
     expected.push(mine("import", Some("pem"), "allow", "", &[]));
     root.list().unwrap();
     expected.push(mine("list", None, "allow", "", &[]));
-    let p1 = b"symbol=AUDITONE&side=BUY&timestamp=1";
+    let p1 = b"symbol=AUDITONE&side=BUY&timestamp=1700000000001";
     root.sign("ed", p1).unwrap();
     expected.push(mine("sign", Some("ed"), "allow", "", &[p1]));
-    let p2 = b"symbol=AUDITTWO&side=SELL&timestamp=2";
+    let p2 = b"symbol=AUDITTWO&side=SELL&timestamp=1700000000002";
     root.sign("pem", p2).unwrap();
     expected.push(mine("sign", Some("pem"), "allow", "", &[p2]));
     root.sign("hm", p2).unwrap();
@@ -135,7 +137,7 @@ fn the_audit_log_has_one_line_per_decision_with_the_right_peer_and_no_secret() {
             .is_err()
     );
     expected.push(mine("init", None, "error", "", &[]));
-    let p3 = b"symbol=AUDITTHREE&timestamp=3";
+    let p3 = b"symbol=AUDITTHREE&timestamp=1700000000003";
     refused_with(root.sign("nope", p3), ErrorCode::UnknownKey);
     expected.push(mine("sign", Some("nope"), "error", "nope", &[p3]));
 
@@ -153,10 +155,10 @@ fn the_audit_log_has_one_line_per_decision_with_the_right_peer_and_no_secret() {
         reason,
         payloads: payloads.iter().map(|p| p.to_vec()).collect(),
     };
-    let p4 = b"symbol=AUDITFOUR&timestamp=4";
+    let p4 = b"symbol=AUDITFOUR&timestamp=1700000000004";
     bot.client.sign("ed", p4).unwrap();
     expected.push(theirs("sign", Some("ed"), "allow", "", &[p4]));
-    let p5 = b"symbol=AUDITFIVE&timestamp=5";
+    let p5 = b"symbol=AUDITFIVE&timestamp=1700000000005";
     refused_with(bot.client.sign("hm", p5), ErrorCode::Denied);
     expected.push(theirs(
         "sign",
@@ -174,10 +176,10 @@ fn the_audit_log_has_one_line_per_decision_with_the_right_peer_and_no_secret() {
         "parameter \"address\" is not allowed",
         &[p6],
     ));
-    let p7 = b"symbol=AUDITSEVEN&timestamp=7";
+    let p7 = b"symbol=AUDITSEVEN&timestamp=1700000000007";
     bot.client.sign("rl", p7).unwrap();
     expected.push(theirs("sign", Some("rl"), "allow", "", &[p7]));
-    let p8 = b"symbol=AUDITEIGHT&timestamp=8";
+    let p8 = b"symbol=AUDITEIGHT&timestamp=1700000000008";
     refused_with(bot.client.sign("rl", p8), ErrorCode::RateLimited);
     expected.push(theirs("sign", Some("rl"), "deny", "retry in", &[p8]));
     refused_with(
@@ -199,6 +201,7 @@ fn the_audit_log_has_one_line_per_decision_with_the_right_peer_and_no_secret() {
             SecretBytes::new(DENIED_IMPORT_SECRET.to_vec()),
             None,
             None,
+            None,
         ),
         ErrorCode::Denied,
     );
@@ -210,7 +213,7 @@ fn the_audit_log_has_one_line_per_decision_with_the_right_peer_and_no_secret() {
         &[],
     ));
     refused_with(
-        bot.client.generate("mine", KeyKind::Ed25519, None),
+        bot.client.generate("mine", KeyKind::Ed25519, None, None),
         ErrorCode::Denied,
     );
     expected.push(theirs(
@@ -223,15 +226,17 @@ fn the_audit_log_has_one_line_per_decision_with_the_right_peer_and_no_secret() {
     bot.client.list().unwrap();
     expected.push(theirs("list", None, "allow", "", &[]));
     let (p9, p10) = (
-        &b"symbol=AUDITNINE&timestamp=9"[..],
-        &b"AUDITTEN\xff\x00"[..],
+        &b"symbol=AUDITNINE&timestamp=1700000000009"[..],
+        // A Binance query, as the key's rules parse its payloads (the audit of binary
+        // payloads: the_audit_log_records_payloads_only_when_asked_and_binary_as_base64).
+        &b"symbol=AUDITTEN&timestamp=1700000000010"[..],
     );
     bot.client.sign_batch("ed", &[p9, p10]).unwrap();
     expected.push(theirs("sign-batch", Some("ed"), "allow", "", &[p9, p10]));
     drop(bot);
 
     // uid 65534 through the CLI: the record names the CLI's executable.
-    let p11 = b"symbol=AUDITELEVEN&timestamp=11";
+    let p11 = b"symbol=AUDITELEVEN&timestamp=1700000000011";
     keyward_as(NOBODY, &keyward, &daemon, &["sign", "ed"], Some(p11)).success();
     expected.push(Expected {
         pid: None,
@@ -374,7 +379,7 @@ fn audit_payloads_puts_the_payload_in_each_record() {
     ));
     let daemon = start(&config);
     let mut client = daemon.client();
-    client.generate("ed", KeyKind::Ed25519, None).unwrap();
+    client.generate("ed", KeyKind::Ed25519, None, None).unwrap();
     let text = b"symbol=SHOWNINAUDIT&timestamp=1";
     let binary = b"\xff\x00\x80";
     client.sign("ed", text).unwrap();
@@ -428,12 +433,12 @@ fn without_audit_payloads_a_refusal_reason_quotes_no_payload() {
     let config = ConfigFile::new("");
     let audit_path = config.dir().join("audit.jsonl");
     config.set(&format!(
-        "[daemon]\naudit_log = \"{}\"\n\n[keys.ed]\ntimestamp_window_ms = 5000\n",
+        "[daemon]\naudit_log = \"{}\"\n\n[keys.ed]\nformat = \"binance\"\ntimestamp_window_ms = 5000\n",
         audit_path.display()
     ));
     let daemon = start(&config);
     let mut client = daemon.client();
-    client.generate("ed", KeyKind::Ed25519, None).unwrap();
+    client.generate("ed", KeyKind::Ed25519, None, None).unwrap();
     let payload = format!(
         "symbol=BTCUSDT&timestamp=strategy-7f3a9c-{}",
         "x".repeat(2000)
@@ -468,7 +473,7 @@ fn with_audit_required_an_unwritable_log_stops_signing() {
     };
     let config = ConfigFile::new(
         "[daemon]\naudit_log = \"/dev/full\"\naudit_required = true\n\n\
-         [keys.ed]\ntimestamp_window_ms = 5000\n",
+         [keys.ed]\nformat = \"binance\"\ntimestamp_window_ms = 5000\n",
     );
     let daemon = start(&config);
     daemon.generate("ed", "ed25519");

@@ -116,6 +116,41 @@ fn a_bad_config_stops_keywardd_at_start_with_one_line_naming_the_mistake() {
             "[keys.k]\ndeny_params = [\"address=x\"]\n",
             &["keys.k.deny_params", "is not a parameter name"],
         ),
+        // Payload formats and rules (docs/POLICY.md): fail closed at load.
+        (
+            "[keys.k]\nformat = \"binanse\"\n",
+            &[
+                "keys.k.format: unknown payload format \"binanse\"; expected one of binance, bybit, okx, kucoin, bitget, kraken, coinbase-jwt, raw",
+            ],
+        ),
+        (
+            "[keys.k]\nformat = \"raw\"\ntimestamp_window_ms = 5000\n",
+            &["keys.k.format: raw has no parse"],
+        ),
+        (
+            "[keys.k]\nformat = \"kraken\"\ndeny_params = [\"address\"]\n",
+            &["keys.k.deny_params: cannot be judged on kraken payloads"],
+        ),
+        (
+            "[defaults]\nformat = \"bybit\"\nallow_paths = [\"/v5/order/\"]\n",
+            &["defaults.allow_paths: cannot be judged on bybit payloads"],
+        ),
+        (
+            "[keys.k]\nformat = \"kucoin\"\nmax_recv_window_ms = 5000\n",
+            &["keys.k.max_recv_window_ms: cannot be judged on kucoin payloads"],
+        ),
+        (
+            "[keys.k]\nformat = \"okx\"\nmax_token_lifetime_secs = 120\n",
+            &["keys.k.max_token_lifetime_secs: cannot be judged on okx payloads"],
+        ),
+        (
+            "[keys.k]\nformat = \"kraken\"\ndeny_paths = [\"0/private/Withdraw\"]\n",
+            &["keys.k.deny_paths: \"0/private/Withdraw\" must start with '/'"],
+        ),
+        (
+            "[keys.k]\ndeny_paths = [\"/x\"]\nmax_recv_window_ms = 5000\n",
+            &["keys.k.format: no payload format can judge all of this section's rules"],
+        ),
         ("[keys.\"../escape\"]\n", &["invalid key name"]),
         ("[daemon]\naudit_required = true\n", &["audit_log is not"]),
         ("[keys.k\nallow_uids = []\n", &["line 1"]),

@@ -4,25 +4,30 @@ use super::*;
 
 #[test]
 fn stale_missing_denied_and_oversize_payloads_are_each_refused_with_their_own_reason() {
-    let config = ConfigFile::new(
-        "[keys.guarded]\n\
-         timestamp_window_ms = 5000\n\
-         deny_params = [\"address\", \"Name\"]\n\
-         max_payload_bytes = 256\n",
-    );
+    // The same rules on a Binance key (form-encoded query strings) and a KuCoin key
+    // (timestamp + method + path + JSON body): each judges a strict parse of its own format.
+    let rules = "timestamp_window_ms = 5000\n\
+                 deny_params = [\"address\", \"Name\"]\n\
+                 max_payload_bytes = 256\n";
+    let config = ConfigFile::new(&format!(
+        "[keys.guarded]\nformat = \"binance\"\n{rules}\n\
+         [keys.guarded-json]\nformat = \"kucoin\"\n{rules}"
+    ));
     let daemon = start(&config);
     let guarded = daemon.generate("guarded", "ed25519");
+    let guarded_json = daemon.generate("guarded-json", "ed25519");
     daemon.generate("open", "ed25519");
 
     // Refused by `guarded` with exit 4 and one line; the same payload signs with `open`, so
     // the refusal is the policy's and not some other problem with the payload.
-    let refused = |payload: &str| -> String {
-        let out = daemon.keyward(["sign", "guarded", payload]);
+    let refused_by = |key: &str, payload: &str| -> String {
+        let out = daemon.keyward(["sign", key, payload]);
         let line = out.error_line(4).to_owned();
         assert!(out.stdout.is_empty(), "{payload:?} printed a signature");
         daemon.keyward(["sign", "open", payload]).success();
         line
     };
+    let refused = |payload: &str| refused_by("guarded", payload);
     // "timestamp is N ms from the daemon's clock" → N.
     let skew = |line: &str| -> u64 {
         let rest = line
@@ -44,9 +49,12 @@ fn stale_missing_denied_and_oversize_payloads_are_each_refused_with_their_own_re
     assert!((60_000..70_000).contains(&skew(&stale)), "{stale}");
     let future = refused(&format!("symbol=BTCUSDT&timestamp={}", now + 60_000));
     assert!((50_000..=60_000).contains(&skew(&future)), "{future}");
-    // Seconds are not milliseconds: 1000× too small is stale, not accepted.
+    // Seconds are not milliseconds: refused, not accepted.
     let seconds = refused(&format!("symbol=BTCUSDT&timestamp={}", now / 1000));
-    assert!(seconds.contains("this key allows ±5000 ms"), "{seconds}");
+    assert!(
+        seconds.contains("timestamp must be 13 digits of ms or 16 of microseconds"),
+        "{seconds}"
+    );
     let stale_us = refused(&format!(
         "symbol=BTCUSDT&timestamp={}",
         (now - 60_000) * 1000
@@ -58,10 +66,17 @@ fn stale_missing_denied_and_oversize_payloads_are_each_refused_with_their_own_re
         missing.contains("this key requires exactly one timestamp parameter within ±5000 ms"),
         "{missing}"
     );
+    // Two timestamps: an exchange may read either, so the payload does not parse.
     let twice = refused(&format!("timestamp={now}&symbol=X&timestamp={now}"));
-    assert!(twice.contains("exactly one timestamp"), "{twice}");
+    assert!(
+        twice.contains("not a valid binance signing string: parameter \"timestamp\" appears twice"),
+        "{twice}"
+    );
     let not_a_number = refused("symbol=BTCUSDT&timestamp=soon");
-    assert!(not_a_number.contains("is not a number"), "{not_a_number}");
+    assert!(
+        not_a_number.contains("timestamp must be 13 digits"),
+        "{not_a_number}"
+    );
 
     let denied = refused(&fresh("coin=USDT&network=TRX&address=TXyz&amount=100"));
     assert!(
@@ -102,38 +117,66 @@ fn stale_missing_denied_and_oversize_payloads_are_each_refused_with_their_own_re
         }
     }
 
-    // JSON bodies: the top-level fields are the parameters.
-    let json = |fields: &str| format!("{{\"symbol\":\"BTCUSDT\",{fields}}}");
+    // JSON bodies (KuCoin: ms timestamp + METHOD + path + body): every key at any depth
+    // is a parameter, escapes decoded; the timestamp is the prefix, and only there.
+    let json = |at: u64, fields: &str| {
+        format!("{at}POST/api/v1/orders{{\"symbol\":\"BTC-USDT\",{fields}}}")
+    };
+    let refused_json = |payload: &str| refused_by("guarded-json", payload);
     for bad in [
-        format!("\"address\":\"TXyz\",\"timestamp\":{}", now_ms()),
+        "\"address\":\"TXyz\"",
         // A JSON escape spells the same name.
-        format!("\"addr\\u0065ss\":\"TXyz\",\"timestamp\":{}", now_ms()),
+        "\"addr\\u0065ss\":\"TXyz\"",
+        "\"\\u0061ddress\":\"TXyz\"",
+        // Nested at any depth.
+        "\"params\":{\"to\":[{\"Address\":\"TXyz\"}]}",
     ] {
-        let line = refused(&json(&bad));
+        let line = refused_json(&json(now_ms(), bad));
         assert!(
             line.contains("is not allowed for this key"),
             "{bad}: {line}"
         );
     }
-    let line = refused(&json("\"side\":\"BUY\""));
-    assert!(line.contains("exactly one timestamp"), "{line}");
-    let line = refused(&json(&format!("\"timestamp\":{}", now_ms() - 60_000)));
+    let line = refused_json(&json(now_ms() - 60_000, "\"side\":\"buy\""));
     assert!(line.contains("this key allows ±5000 ms"), "{line}");
-    let line = refused("{\"symbol\":\"BTCUSDT\",");
-    assert!(line.contains("not a valid JSON object"), "{line}");
+    // A fresh timestamp inside the body does not make a stale request fresh.
+    let decoy = json(
+        now_ms() - 60_000,
+        &format!(
+            "\"timestamp\":{},\"remark\":\"&timestamp={}&\"",
+            now_ms(),
+            now_ms()
+        ),
+    );
+    let line = refused_json(&decoy);
+    assert!(line.contains("this key allows ±5000 ms"), "{line}");
+    let line = refused_json(&format!("{}POST/api/v1/orders{{\"symbol\":", now_ms()));
+    assert!(line.contains("not a valid kucoin signing string"), "{line}");
+    // A Binance query string is not a KuCoin payload.
+    let line = refused_json(&fresh("symbol=BTCUSDT"));
+    assert!(line.contains("not a valid kucoin signing string"), "{line}");
 
-    // Fresh, clean payloads sign and verify: a query, microseconds, JSON (number and string
-    // timestamps).
+    // Fresh, clean payloads sign and verify: queries (ms and µs), KuCoin JSON bodies.
     let good = [
         fresh("symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=9000"),
         format!("symbol=BTCUSDT&side=BUY&timestamp={}", now_ms() * 1000),
-        json(&format!("\"side\":\"BUY\",\"timestamp\":{}", now_ms())),
-        json(&format!("\"side\":\"BUY\",\"timestamp\":\"{}\"", now_ms())),
         at_limit.clone(),
+    ];
+    let good_json = [
+        json(now_ms(), "\"side\":\"buy\",\"size\":\"0.01\""),
+        format!("{}GET/api/v1/accounts?currency=BTC", now_ms()),
     ];
     let mut signatures = Vec::new();
     for payload in &good {
         signatures.push(daemon.sign("guarded", payload.as_bytes(), &["--encoding", "raw"]));
+    }
+    let mut json_signatures = Vec::new();
+    for payload in &good_json {
+        json_signatures.push(daemon.sign(
+            "guarded-json",
+            payload.as_bytes(),
+            &["--encoding", "raw"],
+        ));
     }
 
     // Through the Rust client: the code is PolicyViolation, and one bad payload refuses the
@@ -165,6 +208,14 @@ fn stale_missing_denied_and_oversize_payloads_are_each_refused_with_their_own_re
         .zip(&signatures)
         .map(|(payload, signature)| Check::new("ed25519", &guarded, payload.as_bytes(), signature))
         .collect();
+    checks.extend(
+        good_json
+            .iter()
+            .zip(&json_signatures)
+            .map(|(payload, signature)| {
+                Check::new("ed25519", &guarded_json, payload.as_bytes(), signature)
+            }),
+    );
     checks.push(Check::new(
         "ed25519",
         &guarded,
@@ -188,7 +239,7 @@ fn stale_missing_denied_and_oversize_payloads_are_each_refused_with_their_own_re
 #[test]
 fn a_denied_parameter_cannot_hide_in_binance_query_plus_body_concatenation() {
     let config = ConfigFile::new(
-        "[keys.guarded]\ntimestamp_window_ms = 5000\ndeny_params = [\"address\"]\n",
+        "[keys.guarded]\nformat = \"binance\"\ntimestamp_window_ms = 5000\ndeny_params = [\"address\"]\n",
     );
     let daemon = start(&config);
     daemon.generate("guarded", "ed25519");

@@ -396,15 +396,15 @@ fn an_unknown_format_version_is_its_own_error() {
 
     let key_path = dir.join("keys/binance-rsa.key");
     let mut bytes = fs::read(&key_path).unwrap();
-    bytes[8..12].copy_from_slice(&2u32.to_be_bytes());
+    bytes[8..12].copy_from_slice(&3u32.to_be_bytes());
     fs::write(&key_path, &bytes).unwrap();
     let loaded = store.load_all(&key);
     assert_eq!(failure_names(&loaded), ["binance-rsa"]);
     assert!(matches!(
         loaded.failures[0].1,
         KeystoreError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     ));
     assert_eq!(loaded.records.len(), 2);
@@ -425,7 +425,7 @@ fn an_unknown_format_version_is_its_own_error() {
     ));
     assert_eq!(
         err.to_string(),
-        "unsupported keystore format version 7 (this keyward reads version 1)"
+        "unsupported keystore format version 7 (this keyward reads versions up to 1)"
     );
     assert!(matches!(
         Keystore::init(&dir, PASSPHRASE, FAST),

@@ -99,6 +99,7 @@ fn no_passphrase_or_key_is_left_in_memory_after_use() {
                         scheme: Scheme::HmacSha256,
                         api_key: None,
                         created_unix: 0,
+                        format: None,
                     },
                     secret,
                 },

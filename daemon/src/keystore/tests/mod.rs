@@ -38,6 +38,7 @@ fn record(name: &str, scheme: Scheme, api_key: Option<&str>, secret: Vec<u8>) ->
             scheme,
             api_key: api_key.map(str::to_owned),
             created_unix: 1_760_000_000,
+            format: None,
         },
         secret: Zeroizing::new(secret),
     }
