@@ -62,7 +62,7 @@ fn keys_survive_a_restart_and_sign_identically_after_unlock() {
     for key in &keys {
         daemon.import_key(key);
     }
-    // One more import, with an API key id that must survive too.
+    // One more import, with an API key id and a payload format that must survive too.
     let with_api = make_key(store.scratch(), "with-api-key", "ed25519");
     daemon.import(
         &with_api.name,
@@ -70,6 +70,8 @@ fn keys_survive_a_restart_and_sign_identically_after_unlock() {
         &[
             "--api-key",
             "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
+            "--format",
+            "binance",
         ],
     );
     keys.push(with_api);
@@ -97,6 +99,15 @@ fn keys_survive_a_restart_and_sign_identically_after_unlock() {
     }
     let before_list = daemon.keyward(["list", "--json"]);
     before_list.success();
+    assert_eq!(
+        before_list
+            .stdout_text()
+            .matches("\"format\": \"binance\"")
+            .count(),
+        1,
+        "{}",
+        before_list.stdout_text()
+    );
     let before_pubkeys: Vec<Vec<u8>> = keys
         .iter()
         .filter(|key| !key.is_hmac())
@@ -133,7 +144,8 @@ fn keys_survive_a_restart_and_sign_identically_after_unlock() {
         format!("unlocked: {} keys\n", keys.len())
     );
 
-    // The same keys, described the same way (names, schemes, bits, fingerprints, API ids).
+    // The same keys, described the same way (names, schemes, bits, fingerprints, API ids,
+    // formats).
     let after_list = daemon.keyward(["list", "--json"]);
     after_list.success();
     assert_eq!(after_list.stdout_text(), before_list.stdout_text());

@@ -14,10 +14,12 @@
 mod allow_lists;
 mod audit;
 mod config;
+mod formats;
 mod payload;
 mod rate_limit;
 mod sighup;
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
