@@ -13,10 +13,68 @@ use super::*;
 const GOLDEN_FILES: [&str; 3] = ["header", "keys/golden-ed.key", "keys/golden-hmac.key"];
 
 fn golden(file: &str) -> Vec<u8> {
+    golden_in("keystore-v1", file)
+}
+
+fn golden_in(fixture: &str, file: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/keystore-v1")
+        .join("testdata")
+        .join(fixture)
         .join(file);
     fs::read(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
+}
+
+/// Key files of both versions in one keystore (daemon/testdata/keystore-v2/, written by an
+/// independent implementation): the version 1 file has no payload format, the version 2 file
+/// has `okx`. Pins the version 2 bytes and that version 1 files keep opening.
+#[test]
+fn a_keystore_with_version_1_and_version_2_key_files_reads() {
+    let files = ["header", "keys/golden-ed.key", "keys/golden-okx.key"];
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("golden");
+    fsio::ensure_private_dir(&dir).unwrap();
+    fsio::ensure_private_dir(&dir.join("keys")).unwrap();
+    for file in files {
+        fs::write(dir.join(file), golden_in("keystore-v2", file)).unwrap();
+    }
+    assert_eq!(
+        golden_in("keystore-v2", "keys/golden-ed.key"),
+        golden("keys/golden-ed.key")
+    );
+    let store = Keystore::open(&dir).unwrap().unwrap();
+    let key = store.unlock(b"golden fixture passphrase").unwrap();
+    let loaded = store.load_all(&key);
+    assert!(loaded.failures.is_empty(), "{:?}", loaded.failures);
+    let expected = [
+        KeyRecord {
+            meta: KeyMeta {
+                name: "golden-ed".into(),
+                scheme: Scheme::Ed25519,
+                api_key: Some("golden-api-key".into()),
+                created_unix: 1_700_000_000,
+                format: None,
+            },
+            secret: Zeroizing::new(b"golden ed25519 secret bytes 0123456789".to_vec()),
+        },
+        KeyRecord {
+            meta: KeyMeta {
+                name: "golden-okx".into(),
+                scheme: Scheme::HmacSha256,
+                api_key: Some("golden-okx-api-key".into()),
+                created_unix: 1_700_000_002,
+                format: Some(PayloadFormat::Okx),
+            },
+            secret: Zeroizing::new(b"golden okx hmac secret 0123456789".to_vec()),
+        },
+    ];
+    assert_same(&loaded.records, &expected);
+    // keyward writes the same metadata bytes as the independent writer.
+    let okx = golden_in("keystore-v2", "keys/golden-okx.key");
+    let meta_len = okx.len() - 24 - 33 - 16;
+    assert_eq!(
+        format::encode_key_meta(&expected[1].meta).unwrap(),
+        okx[..meta_len]
+    );
 }
 
 #[test]
