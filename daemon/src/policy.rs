@@ -154,19 +154,19 @@ pub(crate) fn judge_payload(
 pub(crate) fn enforce_key_policy(
     policy: &Policy,
     rates: &RateLimiter,
-    key: &Key,
+    entry: &Key,
     payloads: &[&[u8]],
 ) -> Result<(), Failure> {
-    let name = key.info.name.as_str();
-    let rules = policy.for_key(name);
-    let format = policy.format_for(name, key.info.format);
+    let key = entry.info.name.as_str();
+    let rules = policy.for_key(key);
+    let format = policy.format_for(key, entry.info.format);
     let ctx = payload::Context {
         now_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| {
                 u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
             }),
-        api_key: key.info.api_key.as_deref(),
+        api_key: entry.info.api_key.as_deref(),
     };
     for payload in payloads {
         judge_payload(rules, format, payload, ctx)
@@ -178,16 +178,16 @@ pub(crate) fn enforce_key_policy(
             return Err(Failure::new(
                 ErrorCode::RateLimited,
                 format!(
-                    "a batch of {n} exceeds key {name:?}'s burst of {}; split it",
+                    "a batch of {n} exceeds key {key:?}'s burst of {}; split it",
                     limit.burst
                 ),
             ));
         }
-        rates.take(name, limit, n, Instant::now()).map_err(|wait| {
+        rates.take(key, limit, n, Instant::now()).map_err(|wait| {
             Failure::new(
                 ErrorCode::RateLimited,
                 format!(
-                    "rate limit of key {name:?} reached ({}/s); retry in {} ms",
+                    "rate limit of key {key:?} reached ({}/s); retry in {} ms",
                     limit.per_sec,
                     wait.as_millis().max(1)
                 ),
