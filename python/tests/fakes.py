@@ -11,7 +11,7 @@ from typing import Callable, List, Optional
 
 from keyward import protocol as p
 
-HELLO_ANSWER = p.frame(p.encode_response(p.HelloResponse(1, p.DEFAULT_MAX_FRAME)))
+HELLO_ANSWER = p.frame(p.encode_response(p.HelloResponse(p.PROTOCOL_VERSION, p.DEFAULT_MAX_FRAME)))
 
 
 def read_frame(conn: socket.socket) -> Optional[bytes]:

@@ -47,7 +47,7 @@ def test_every_call_and_scheme(daemon):
 
 def test_errors_of_a_policy_daemon(make_daemon):
     daemon = make_daemon(
-        config='[keys.rl]\nrate_per_sec = 1\nburst = 1\ndeny_params = ["address"]\n'
+        config='[keys.rl]\nformat = "binance"\nrate_per_sec = 1\nburst = 1\ndeny_params = ["address"]\n'
     )
     install(daemon, ed25519_key("rl"))
 

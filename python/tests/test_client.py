@@ -134,7 +134,7 @@ def test_locked_and_not_initialized(make_daemon):
 
 
 def test_policy_violation(make_daemon):
-    daemon = make_daemon(config='[keys.pol]\ndeny_params = ["address"]\n')
+    daemon = make_daemon(config='[keys.pol]\nformat = "binance"\ndeny_params = ["address"]\n')
     key = install(daemon, ed25519_key("pol"))
     with daemon.client() as client:
         key.verify(client.sign("pol", ORDER), ORDER.encode())
@@ -209,7 +209,8 @@ def test_denied_before_the_handshake_for_a_stranger(daemon):
 def test_unsupported_version_is_a_protocol_error(daemon, monkeypatch):
     from keyward import _core
 
-    monkeypatch.setattr(_core, "HELLO_FRAME", p.frame(p.encode_request(p.HelloRequest(2))))
+    future = p.PROTOCOL_VERSION + 1
+    monkeypatch.setattr(_core, "HELLO_FRAME", p.frame(p.encode_request(p.HelloRequest(future))))
     with pytest.raises(keyward.ProtocolError) as caught:
         keyward.Client(daemon.socket)
     assert caught.value.code == ErrorCode.UNSUPPORTED_VERSION

@@ -61,15 +61,23 @@ KRAKEN_SIGNATURES = [
 ]
 
 RSA_KEY = p.KeyInfo(
-    "binance-rsa", p.Scheme.RSA_PKCS1V15_SHA256, 2048, RSA_SPKI, RSA_FINGERPRINT, BINANCE_API_KEY
+    "binance-rsa",
+    p.Scheme.RSA_PKCS1V15_SHA256,
+    2048,
+    RSA_SPKI,
+    RSA_FINGERPRINT,
+    BINANCE_API_KEY,
+    p.PayloadFormat.BINANCE,
 )
-KRAKEN_KEY = p.KeyInfo("kraken", p.Scheme.HMAC_SHA512, 512, None, None, "kraken-api-key-1")
+KRAKEN_KEY = p.KeyInfo(
+    "kraken", p.Scheme.HMAC_SHA512, 512, None, None, "kraken-api-key-1", p.PayloadFormat.KRAKEN
+)
 ED25519_KEY = p.KeyInfo(
     "binance-ed25519", p.Scheme.ED25519, 256, ED25519_SPKI, ED25519_FINGERPRINT, None
 )
 
 REQUESTS = {
-    "request-00-hello.bin": p.HelloRequest(1),
+    "request-00-hello.bin": p.HelloRequest(2),
     "request-01-sign.bin": p.SignRequest("binance-hmac", BINANCE_QUERY),
     "request-02-sign-batch.bin": p.SignBatchRequest(
         "kraken", [b"", b"\x00\xff", bytes(range(256))]
@@ -77,13 +85,25 @@ REQUESTS = {
     "request-03-list.bin": p.ListRequest(),
     "request-04-public-key.bin": p.PublicKeyRequest("binance-ed25519"),
     "request-05-import-hmac.bin": p.ImportRequest(
-        "binance-hmac", p.Scheme.HMAC_SHA256, BINANCE_SECRET, None, BINANCE_API_KEY
+        "binance-hmac",
+        p.Scheme.HMAC_SHA256,
+        BINANCE_SECRET,
+        None,
+        BINANCE_API_KEY,
+        p.PayloadFormat.BINANCE,
     ),
     "request-05-import-pem.bin": p.ImportRequest("binance-ed25519", None, ED25519_PEM),
     "request-05-import-encrypted-pem.bin": p.ImportRequest(
-        "binance-ed25519", p.Scheme.ED25519, ED25519_ENCRYPTED_PEM, PASSPHRASE, BINANCE_API_KEY
+        "binance-ed25519",
+        p.Scheme.ED25519,
+        ED25519_ENCRYPTED_PEM,
+        PASSPHRASE,
+        BINANCE_API_KEY,
+        p.PayloadFormat.BINANCE,
     ),
-    "request-06-generate.bin": p.GenerateRequest("binance-rsa", p.KeyKind.RSA_2048, None),
+    "request-06-generate.bin": p.GenerateRequest(
+        "binance-rsa", p.KeyKind.RSA_2048, None, p.PayloadFormat.BINANCE
+    ),
     "request-07-remove.bin": p.RemoveRequest("old-key"),
     "request-08-status.bin": p.StatusRequest(),
     "request-09-init.bin": p.InitRequest(PASSPHRASE),
@@ -93,7 +113,7 @@ REQUESTS = {
 }
 
 RESPONSES = {
-    "response-00-hello.bin": p.HelloResponse(1, 65536),
+    "response-00-hello.bin": p.HelloResponse(2, 65536),
     "response-01-signature.bin": p.SignatureResponse(
         p.Scheme.HMAC_SHA256, bytes.fromhex(BINANCE_SIGNATURE)
     ),
@@ -104,7 +124,7 @@ RESPONSES = {
     "response-05-ok.bin": p.OkResponse(),
     "response-06-error-unsupported-version.bin": p.ErrorResponse(
         ErrorCode.UNSUPPORTED_VERSION,
-        "protocol version 2 is not supported; this daemon speaks version 1",
+        "protocol version 1 is not supported; this daemon speaks version 2",
     ),
     "response-06-error-too-large.bin": p.ErrorResponse(
         ErrorCode.TOO_LARGE, "frame of 70000 bytes exceeds the limit of 65536 bytes"
@@ -152,6 +172,8 @@ INVALID = {
     "invalid-bad-option-tag.bin": "request",
     "invalid-unknown-scheme.bin": "request",
     "invalid-unknown-key-kind.bin": "request",
+    "invalid-unknown-payload-format.bin": "request",
+    "invalid-protocol-1-generate.bin": "request",
     "invalid-huge-sequence-count.bin": "request",
     "invalid-huge-string-length.bin": "request",
     "invalid-response-error-code-overflow.bin": "response",

@@ -42,6 +42,7 @@ __all__ = [
     "ListRequest",
     "PublicKeyRequest",
     "ImportRequest",
+    "PayloadFormat",
     "GenerateRequest",
     "RemoveRequest",
     "StatusRequest",
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 #: The protocol version this module speaks, sent in ``Hello``.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: The daemon's default request body limit; a client assumes it until the daemon's Hello.
 DEFAULT_MAX_FRAME = 64 * 1024
 #: The largest response body a client accepts (16 MiB).
@@ -134,6 +135,23 @@ class KeyKind(str, enum.Enum):
         return self.value
 
 
+class PayloadFormat(str, enum.Enum):
+    """The exchange format a key's payloads are parsed in, for its payload rules
+    (docs/POLICY.md); the value is its config name."""
+
+    BINANCE = "binance"
+    BYBIT = "bybit"
+    OKX = "okx"
+    KUCOIN = "kucoin"
+    BITGET = "bitget"
+    KRAKEN = "kraken"
+    COINBASE_JWT = "coinbase-jwt"
+    RAW = "raw"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class KeystoreState(str, enum.Enum):
     """The daemon's keystore state."""
 
@@ -150,6 +168,8 @@ class KeystoreState(str, enum.Enum):
 _SCHEMES: Tuple[Scheme, ...] = tuple(Scheme)
 _KINDS: Tuple[KeyKind, ...] = tuple(KeyKind)
 _STATES: Tuple[KeystoreState, ...] = tuple(KeystoreState)
+_FORMATS: Tuple[PayloadFormat, ...] = tuple(PayloadFormat)
+_FORMAT_INDEX: Dict[PayloadFormat, int] = {f: i for i, f in enumerate(_FORMATS)}
 _SCHEME_INDEX: Dict[Scheme, int] = {s: i for i, s in enumerate(_SCHEMES)}
 _KIND_INDEX: Dict[KeyKind, int] = {k: i for i, k in enumerate(_KINDS)}
 _STATE_INDEX: Dict[KeystoreState, int] = {s: i for i, s in enumerate(_STATES)}
@@ -172,6 +192,8 @@ class KeyInfo:
     fingerprint: Optional[str] = None
     #: The exchange's API key id, if one was given.
     api_key: Optional[str] = None
+    #: The payload format in force for this key's rules, if any (protocol version 2).
+    format: Optional[PayloadFormat] = None
 
     @property
     def public_key_pem(self) -> Optional[str]:
@@ -252,6 +274,7 @@ class ImportRequest:
     material: bytes = field(repr=False)
     pem_passphrase: Optional[bytes] = field(default=None, repr=False)
     api_key: Optional[str] = None
+    format: Optional[PayloadFormat] = None
 
 
 @dataclass(frozen=True)
@@ -261,6 +284,7 @@ class GenerateRequest:
     name: str
     kind: KeyKind
     api_key: Optional[str] = None
+    format: Optional[PayloadFormat] = None
 
 
 @dataclass(frozen=True)
@@ -458,6 +482,12 @@ class _Writer:
         self.opt_bytes(key.public_key)
         self.opt_string(key.fingerprint)
         self.opt_string(key.api_key)
+        self.opt_format(key.format)
+
+    def opt_format(self, value: Optional[PayloadFormat]) -> None:
+        self.tag(value is not None)
+        if value is not None:
+            self.out += _varint(_FORMAT_INDEX[PayloadFormat(value)])
 
 
 def encode_request(request: Request) -> bytes:
@@ -487,11 +517,13 @@ def encode_request(request: Request) -> bytes:
         w.bytes_(request.material)
         w.opt_bytes(request.pem_passphrase)
         w.opt_string(request.api_key)
+        w.opt_format(request.format)
     elif isinstance(request, GenerateRequest):
         w = _Writer(6)
         w.string(request.name)
         w.out += _varint(_KIND_INDEX[KeyKind(request.kind)])
         w.opt_string(request.api_key)
+        w.opt_format(request.format)
     elif isinstance(request, RemoveRequest):
         w = _Writer(7)
         w.string(request.name)
@@ -681,7 +713,11 @@ class _Reader:
             public_key=self.opt_bytes(),
             fingerprint=self.opt_string(),
             api_key=self.opt_string(),
+            format=self.opt_format(),
         )
+
+    def opt_format(self) -> Optional[PayloadFormat]:
+        return _FORMATS[self.index(_FORMATS, "payload format")] if self.present() else None
 
     def end(self) -> None:
         left = len(self.buf) - self.pos
@@ -704,13 +740,15 @@ def _req_sign_batch(r: _Reader) -> Request:
 def _req_import(r: _Reader) -> Request:
     name = r.string()
     scheme = r.scheme() if r.present() else None
-    return ImportRequest(name, scheme, r.bytes_(), r.opt_bytes(), r.opt_string())
+    return ImportRequest(
+        name, scheme, r.bytes_(), r.opt_bytes(), r.opt_string(), r.opt_format()
+    )
 
 
 def _req_generate(r: _Reader) -> Request:
     name = r.string()
     kind = _KINDS[r.index(_KINDS, "key kind")]
-    return GenerateRequest(name, kind, r.opt_string())
+    return GenerateRequest(name, kind, r.opt_string(), r.opt_format())
 
 
 _REQUESTS: Tuple[Callable[[_Reader], Request], ...] = (
