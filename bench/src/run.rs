@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Barrier;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -484,33 +484,46 @@ fn measure_contention(
     }
     let mut client = daemon.connect()?;
     let stop = AtomicBool::new(false);
+    // RSA signatures finished by the load threads so far. The probes start only once the
+    // load is running, and the window closes only after at least one more RSA signature:
+    // on a busy machine (or in --quick mode, with few probes) the probes could otherwise
+    // finish before a load thread is even scheduled, and measure no contention at all.
+    let loaded = AtomicU64::new(0);
     let (summary, rsa_signatures, elapsed) = std::thread::scope(|scope| {
-        let stop = &stop;
+        let (stop, loaded) = (&stop, &loaded);
         let workers: Vec<_> = loaders
             .into_iter()
             .map(|mut loader| {
                 let name = rsa.name.as_str();
-                scope.spawn(move || -> anyhow::Result<u64> {
-                    let mut count = 0u64;
+                scope.spawn(move || -> anyhow::Result<()> {
                     while !stop.load(Ordering::Relaxed) {
                         loader.sign(name, PAYLOAD)?;
-                        count += 1;
+                        loaded.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(count)
+                    Ok(())
                 })
             })
             .collect();
+        let wait_for_load = |at_least: u64| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while loaded.load(Ordering::Relaxed) < at_least && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        wait_for_load(2);
         let start = Instant::now();
+        let before = loaded.load(Ordering::Relaxed);
         let mut probes = [Probe::new(plan.contention_iterations, || {
             client.sign(&ed25519.name, PAYLOAD)?;
             Ok(())
         })];
         let measured = interleave(&mut probes, 1);
-        stop.store(true, Ordering::Relaxed);
+        wait_for_load(before + 1);
+        let rsa_signatures = loaded.load(Ordering::Relaxed) - before;
         let elapsed = start.elapsed();
-        let mut rsa_signatures = 0;
+        stop.store(true, Ordering::Relaxed);
         for worker in workers {
-            rsa_signatures += worker
+            worker
                 .join()
                 .map_err(|_| anyhow::anyhow!("an RSA load thread panicked"))??;
         }
