@@ -344,3 +344,26 @@ def test_an_unknown_key_fails_at_construction(daemon):
 
 def test_the_pinned_ccxt_is_the_tested_one():
     assert ccxt.__version__ in kccxt.TESTED_VERSIONS
+
+
+def test_the_async_blocking_benchmark_reports_every_row(daemon):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    install(daemon, hmac_key("h", "hmac-sha256"))
+    install(daemon, ed25519_key("ed"))
+    install(daemon, rsa_key("rsa"))
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "ccxt_async.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--socket", str(daemon.socket), "--hmac", "h",
+         "--ed25519", "ed", "--rsa", "rsa", "-n", "20"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["rows"]
+    for scheme in ("hmac-sha256", "ed25519", "rsa-2048"):
+        for via in ("keywardd", "in-process"):
+            row = rows[f"{scheme} {via}"]
+            assert row["samples"] == 20 and 0 < row["p50_us"] <= row["p99_us"]
