@@ -32,7 +32,7 @@ import inspect
 import os
 import threading
 import warnings
-from typing import Any, Callable, Dict, Mapping, Optional, Set, Type, TypeVar
+from typing import Any, Callable, Dict, Mapping, Optional, Set, Tuple, Type, TypeVar
 
 import ccxt
 # The base of every exchange class, sync, async_support and pro alike: its __init__ and
@@ -49,7 +49,7 @@ __all__ = ["keyward_exchange", "install", "uninstall", "TESTED_VERSIONS", "HOOKS
 TESTED_VERSIONS = ("4.5.90",)
 
 #: The static methods of ccxt's base class that sign, with the parameters they are called with.
-HOOKS: Dict[str, tuple] = {
+HOOKS: Dict[str, Tuple[str, ...]] = {
     "hmac": ("request", "secret", "algorithm", "digest"),
     "rsa": ("request", "secret", "alg", "padding_mode"),
     "eddsa": ("request", "secret", "curve", "url_encode"),
@@ -176,7 +176,7 @@ class _Router:
         expect_scheme(self.info, scheme, what)
         return self.client.sign(self.info.name, request)
 
-    def hmac(self, request, secret, algorithm=hashlib.sha256, digest="hex"):  # type: ignore[no-untyped-def]
+    def hmac(self, request: Any, secret: Any, algorithm: Any = hashlib.sha256, digest: str = "hex") -> Any:
         if not self.ours(secret):
             return _Exchange.hmac(request, secret, algorithm, digest)
         sig = self.sign(request, _hmac_scheme(algorithm), "ccxt's hmac()")
@@ -186,14 +186,14 @@ class _Router:
             return _Exchange.binary_to_base64(sig)
         return sig
 
-    def rsa(self, request, secret, alg="sha256", padding_mode="pkcs1"):  # type: ignore[no-untyped-def]
+    def rsa(self, request: Any, secret: Any, alg: str = "sha256", padding_mode: str = "pkcs1") -> Any:
         if not self.ours(secret):
             return _Exchange.rsa(request, secret, alg, padding_mode)
         if alg != "sha256" or padding_mode != "pkcs1":
             raise IncompatibleError(f"keywardd signs RSA PKCS#1 v1.5 SHA-256, not {alg}/{padding_mode}")
         return _Exchange.binary_to_base64(self.sign(request, Scheme.RSA_PKCS1V15_SHA256, "rsa()"))
 
-    def eddsa(self, request, secret, curve="ed25519", url_encode=False):  # type: ignore[no-untyped-def]
+    def eddsa(self, request: Any, secret: Any, curve: str = "ed25519", url_encode: bool = False) -> Any:
         if not self.ours(secret):
             return _Exchange.eddsa(request, secret, curve, url_encode)
         if curve != "ed25519":
@@ -203,7 +203,10 @@ class _Router:
             return _Exchange.binary_to_urlencoded_base64(sig)
         return _Exchange.binary_to_base64(sig)
 
-    def ecdsa(self, request, secret, algorithm="p256", hash=None, fixed_length=False):  # type: ignore[no-untyped-def]
+    def ecdsa(
+        self, request: Any, secret: Any, algorithm: str = "p256", hash: Optional[str] = None,
+        fixed_length: bool = False,
+    ) -> Any:
         if not self.ours(secret):
             return _Exchange.ecdsa(request, secret, algorithm, hash, fixed_length)
         if algorithm != "p256" or hash != "sha256":
@@ -217,14 +220,17 @@ class _Router:
         # signatures use; keywardd does not compute it.
         return {"r": "%064x" % r, "s": "%064x" % s, "v": None}
 
-    def _es256(self, request: Any) -> tuple:
+    def _es256(self, request: Any) -> Tuple[int, int]:
         sig = self.sign(request, Scheme.ECDSA_P256_SHA256, "ES256")
         r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
         if s > _P256_ORDER // 2:  # low-s, as ccxt's own ecdsa() returns
             s = _P256_ORDER - s
         return r, s
 
-    def jwt(self, request, secret, algorithm="sha256", is_rsa=False, opts={}):  # type: ignore[no-untyped-def]  # noqa: B006
+    def jwt(
+        self, request: Any, secret: Any, algorithm: str = "sha256", is_rsa: bool = False,
+        opts: Mapping[str, Any] = {},  # noqa: B006 (ccxt's own signature)
+    ) -> Any:
         # ccxt's jwt() calls its signing helpers by class name, so it is replaced whole;
         # the token is built exactly as ccxt 4.5 builds it.
         if not self.ours(secret):
@@ -232,7 +238,7 @@ class _Router:
         alg = ("RS" if is_rsa else "HS") + algorithm[3:]
         if opts.get("alg") is not None:
             alg = opts["alg"]
-        header_opts = {"alg": alg, "typ": "JWT"}
+        header_opts: Dict[str, Any] = {"alg": alg, "typ": "JWT"}
         if opts.get("kid") is not None:
             header_opts["kid"] = opts["kid"]
         if opts.get("nonce") is not None:
@@ -328,7 +334,7 @@ def keyward_exchange(
     through the expected hooks.
     """
     routed = route_config(exchange_class, key, config, client)
-    exchange = exchange_class(routed)  # type: ignore[call-arg]
+    exchange: E = exchange_class(routed)
     _check_routed(exchange, routed)
     return exchange
 
@@ -362,7 +368,7 @@ def install(client: Optional[Client] = None) -> None:
             _check_routed(self, routed)
 
         __init__.__wrapped__ = original  # type: ignore[attr-defined]
-        _Exchange.__init__ = __init__  # type: ignore[method-assign]
+        _Exchange.__init__ = __init__
         _installed = original
 
 
@@ -371,5 +377,5 @@ def uninstall() -> None:
     global _installed
     with _install_lock:
         if _installed is not None:
-            _Exchange.__init__ = _installed  # type: ignore[method-assign]
+            _Exchange.__init__ = _installed
             _installed = None
