@@ -43,7 +43,7 @@ def public_key(daemon, name):
 
 def pair(cls, daemon, name, secret, config=None):
     """The same exchange twice: with the raw secret, and through keyward. Clocks frozen."""
-    config = dict(config or {}, apiKey=API_KEY)
+    config = dict({"apiKey": API_KEY}, **(config or {}))
     raw = freeze_ccxt(cls(dict(config, secret=secret)))
     routed = freeze_ccxt(kccxt.keyward_exchange(cls, name, config, client=daemon.client()))
     return raw, routed
@@ -264,17 +264,21 @@ def test_coinbase_es256_jwt_verifies_with_the_daemons_public_key(daemon):
     key = install(daemon, ecdsa_key("cb-es"))
     name = "organizations/org-1/apiKeys/key-1"
     raw, routed = pair(ccxt.coinbase, daemon, key.name, pem_text(key), {"apiKey": name})
-    raw.apiKey = routed.apiKey = name
-    args = ("brokerage/orders", ["v3", "private"], "POST", {"product_id": "BTC-USD", "side": "BUY"})
-    request = routed.sign(*args)
-    expected = raw.sign(*args)
+    order = {"product_id": "BTC-USD", "side": "BUY"}
+    raw_sent, routed_sent = captured(raw), captured(routed)
+    raw.v3_private_post_brokerage_orders(dict(order))
+    routed.v3_private_post_brokerage_orders(dict(order))
+    request, expected = routed_sent[0], raw_sent[0]
     signed, header, claims, signature = jwt_parts(request["headers"]["Authorization"])
-    # ECDSA signatures are randomised: all but the signature must be the raw key's.
+    # keywardd's ECDSA signatures are randomised (ccxt's own are RFC 6979): all but the
+    # signature must be the raw key's.
     assert signed == jwt_parts(expected["headers"]["Authorization"])[0]
     assert request["body"] == expected["body"] and request["url"] == expected["url"]
     assert header == {"alg": "ES256", "typ": "JWT", "kid": name, "nonce": "c" * 32}
     assert claims["uri"] == "POST api.coinbase.com/api/v3/brokerage/orders"
     assert len(signature) == 64
+    # ccxt's low-s form, which keyward gives too.
+    assert int.from_bytes(signature[32:], "big") <= kccxt._P256_ORDER // 2
     der = encode_dss_signature(int.from_bytes(signature[:32], "big"),
                                int.from_bytes(signature[32:], "big"))
     public_key(daemon, key.name).verify(der, signed, ec.ECDSA(hashes.SHA256()))
@@ -291,9 +295,7 @@ def test_coinbase_eddsa_jwt_is_the_raw_keys(daemon):
                                 serialization.NoEncryption())
     daemon.import_key("cb-ed", pem)
     raw, routed = pair(ccxt.coinbase, daemon, "cb-ed", secret, {"apiKey": "key-uuid"})
-    args = ("brokerage/accounts", ["v3", "private"], "GET", {})
-    request = routed.sign(*args)
-    assert request == raw.sign(*args)
+    request = sent_by_both(raw, routed, lambda e: e.v3_private_get_brokerage_accounts())
     signed, header, claims, signature = jwt_parts(request["headers"]["Authorization"])
     assert header["alg"] == "EdDSA" and claims["iss"] == "cdp"
     public_key(daemon, "cb-ed").verify(signature, signed)
