@@ -44,7 +44,9 @@ def config(secret: str) -> dict:
 
 def test_the_exchange_freqtrade_builds_signs_through_keyward(daemon, monkeypatch):
     key = install(daemon, ed25519_key("binance-main"))
-    monkeypatch.setattr("keyward.integrations._default", daemon.client())
+    # What the launcher uses: the process's default client, on $KEYWARD_SOCK.
+    monkeypatch.setenv("KEYWARD_SOCK", str(daemon.socket))
+    monkeypatch.setattr("keyward.integrations._default", None)
     kccxt.install()
     try:
         exchange = ExchangeResolver.load_exchange(config("keyward:binance-main"), validate=False)

@@ -15,6 +15,7 @@ One module per library, each an optional extra (``pip install keyward[ccxt]``):
 This module holds what they share: references, the default client and the key lookup.
 """
 
+import os
 import threading
 from typing import Any, Optional
 
@@ -53,16 +54,19 @@ def reference(secret: Any) -> Optional[str]:
 
 
 _default: Optional[Client] = None
+_default_pid = 0
 _default_lock = threading.Lock()
 
 
 def default_client() -> Client:
     """One blocking :class:`keyward.Client` per process (``$KEYWARD_SOCK``, else the default
-    socket), made at first use and shared: its calls take turns, from any thread."""
-    global _default
+    socket), made at first use and shared: its calls take turns, from any thread. A forked
+    child gets its own (two processes must never share one connection's stream)."""
+    global _default, _default_pid
     with _default_lock:
-        if _default is None:
+        if _default is None or _default_pid != os.getpid():
             _default = Client()
+            _default_pid = os.getpid()
         return _default
 
 
