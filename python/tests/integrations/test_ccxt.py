@@ -369,3 +369,36 @@ def test_the_async_blocking_benchmark_reports_every_row(daemon):
         for via in ("keywardd", "in-process"):
             row = rows[f"{scheme} {via}"]
             assert row["samples"] == 20 and 0 < row["p50_us"] <= row["p99_us"]
+
+
+def test_an_exchange_made_before_a_fork_signs_in_the_child_over_its_own_connection(
+        daemon, binance_keys, monkeypatch):
+    import os
+
+    from keyward import integrations
+
+    key = binance_keys["ed25519"]
+    monkeypatch.setenv("KEYWARD_SOCK", str(daemon.socket))
+    monkeypatch.setattr(integrations, "_default", None)
+    exchange = freeze_ccxt(kccxt.keyward_exchange(ccxt.binance, key.name, {"apiKey": API_KEY}))
+    parent_client = integrations.default_client()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            request = exchange.sign("order", ["private"], "POST", dict(ORDER))
+            signed, signature = binance_signature(request["body"])
+            key.verify(base64.b64decode(signature), signed.encode())
+            ok = integrations.default_client() is not parent_client
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    request = exchange.sign("order", ["private"], "POST", dict(ORDER))
+    key.verify(base64.b64decode(binance_signature(request["body"])[1]),
+               binance_signature(request["body"])[0].encode())
+    parent_client.close()
+    assert answer == b"1"

@@ -46,8 +46,14 @@ def _check() -> None:
 class KeywardSigning:
     """The override of ``API._get_sign``; mix it in before any ``binance.api.API`` class."""
 
-    keyward: Client
+    _keyward_client: Optional[Client]
     keyward_key: KeyInfo
+
+    @property
+    def keyward(self) -> Client:
+        """The keyward client: the one given, else the process's default (per process, so a
+        forked child never shares its parent's connection)."""
+        return self._keyward_client if self._keyward_client is not None else default_client()
 
     def _keyward_setup(self, api_secret: Any, private_key: Any, client: Optional[Client]) -> None:
         _check()
@@ -57,7 +63,7 @@ class KeywardSigning:
                 "give exactly one of api_secret or private_key, written as "
                 "'keyward:<key name>' (keywardd holds the key; this client holds none)"
             )
-        self.keyward = client if client is not None else default_client()
+        self._keyward_client = client
         info = lookup(self.keyward, reference(refs[0]) or "")
         if info.scheme not in (Scheme.HMAC_SHA256, Scheme.ED25519, Scheme.RSA_PKCS1V15_SHA256):
             raise IncompatibleError(

@@ -154,7 +154,9 @@ def _forms(placeholder: str) -> Set[bytes]:
 class _Router:
     """The five hooks of one exchange object, bound to one keyward key."""
 
-    def __init__(self, client: Client, info: KeyInfo, placeholder: str) -> None:
+    def __init__(self, client: Optional[Client], info: KeyInfo, placeholder: str) -> None:
+        # None: the process's default client, looked up at each signature (a forked child
+        # gets its own connection).
         self.client = client
         self.info = info
         self.placeholder = placeholder
@@ -174,7 +176,8 @@ class _Router:
 
     def sign(self, request: Any, scheme: Scheme, what: str) -> bytes:
         expect_scheme(self.info, scheme, what)
-        return self.client.sign(self.info.name, request)
+        client = self.client if self.client is not None else default_client()
+        return client.sign(self.info.name, request)
 
     def hmac(self, request: Any, secret: Any, algorithm: Any = hashlib.sha256, digest: str = "hex") -> Any:
         if not self.ours(secret):
@@ -294,8 +297,7 @@ def route_config(
     clashing = sorted(set(HOOKS) & set(config))
     if clashing:
         raise ValueError(f"keyward_exchange: the config already sets {', '.join(clashing)}")
-    client = client if client is not None else default_client()
-    info = lookup(client, key)
+    info = lookup(client if client is not None else default_client(), key)
     placeholder = _placeholder(info.scheme, exchange_class)
     router = _Router(client, info, placeholder)
     config["secret"] = placeholder

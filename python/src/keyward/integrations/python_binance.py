@@ -72,9 +72,15 @@ class _KeywardKey:
 class _Signing:
     """The overrides, shared by the sync and the asyncio client."""
 
-    keyward: _KeywardClient
+    _keyward_client: Optional[_KeywardClient]
     keyward_key: KeyInfo
     _is_rsa: bool
+
+    @property
+    def keyward(self) -> _KeywardClient:
+        """The keyward client: the one given, else the process's default (per process, so a
+        forked child never shares its parent's connection)."""
+        return self._keyward_client if self._keyward_client is not None else default_client()
 
     def _keyward_bind(
         self,
@@ -100,7 +106,7 @@ class _Signing:
         given["api_secret"] = None
         given["private_key"] = None
         given.pop("private_key_pass", None)
-        self.keyward = keyward_client if keyward_client is not None else default_client()
+        self._keyward_client = keyward_client
         info = lookup(self.keyward, names[0])
         if info.scheme not in _SCHEMES:
             raise IncompatibleError(
