@@ -118,16 +118,31 @@ impl Keywardd {
     /// Starts `program --ephemeral --socket <dir>/<name>/keyward.sock` and waits until a
     /// client completes the handshake.
     pub(crate) fn start(program: &Path, dir: &Path, name: &str) -> anyhow::Result<Keywardd> {
+        Keywardd::start_with(program, dir, name, None, &[])
+    }
+
+    /// [`Keywardd::start`] with a keystore in `keystore` instead of `--ephemeral` (`init` it
+    /// first), and `env` added to its environment.
+    pub(crate) fn start_with(
+        program: &Path,
+        dir: &Path,
+        name: &str,
+        keystore: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Keywardd> {
         let socket = dir.join(name).join("keyward.sock");
-        let mut process = ChildProcess::spawn(
-            "keywardd",
-            Command::new(program)
-                .arg("--ephemeral")
-                .arg("--socket")
-                .arg(&socket)
-                .env("KEYWARD_LOG", "warn"),
-            dir.join(format!("{name}.log")),
-        )?;
+        let mut command = Command::new(program);
+        match keystore {
+            Some(keystore) => command.arg("--keystore").arg(keystore),
+            None => command.arg("--ephemeral"),
+        };
+        command
+            .arg("--socket")
+            .arg(&socket)
+            .env("KEYWARD_LOG", "warn")
+            .envs(env.iter().copied());
+        let mut process =
+            ChildProcess::spawn("keywardd", &mut command, dir.join(format!("{name}.log")))?;
         process.wait_for(|| Client::connect(&socket))?;
         Ok(Keywardd { process, socket })
     }
@@ -151,6 +166,20 @@ impl Keywardd {
     pub(crate) fn peak_rss_kib(&mut self) -> anyhow::Result<u64> {
         self.process.check_alive()?;
         proc_status_kib(self.process.pid(), "VmHWM")
+    }
+
+    /// The daemon's locked memory (VmLck), in KiB: under `mlockall(MCL_FUTURE)`, every
+    /// mapping counts in full against RLIMIT_MEMLOCK.
+    pub(crate) fn locked_kib(&mut self) -> anyhow::Result<u64> {
+        self.process.check_alive()?;
+        proc_status_kib(self.process.pid(), "VmLck")
+    }
+
+    /// The daemon's mapped address space (VmSize), in KiB: what `mlockall(MCL_FUTURE)`
+    /// would count, where memory could not be locked.
+    pub(crate) fn mapped_kib(&mut self) -> anyhow::Result<u64> {
+        self.process.check_alive()?;
+        proc_status_kib(self.process.pid(), "VmSize")
     }
 
     pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {

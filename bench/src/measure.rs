@@ -23,6 +23,30 @@ impl<'a> Probe<'a> {
     pub(crate) fn summary(&self) -> Summary {
         Summary::of(&self.samples)
     }
+
+    /// Runs the operation `count` times untimed (a warm-up).
+    pub(crate) fn warm_up(&mut self, count: usize) -> anyhow::Result<()> {
+        for _ in 0..count {
+            (self.op)()?;
+        }
+        Ok(())
+    }
+
+    /// Runs and times the operation `count` times: one block of a schedule the caller
+    /// makes itself (for rounds that change the conditions between probes).
+    pub(crate) fn record(&mut self, count: usize) -> anyhow::Result<()> {
+        for _ in 0..count {
+            let start = Instant::now();
+            (self.op)()?;
+            self.samples.push(start.elapsed());
+        }
+        Ok(())
+    }
+
+    /// The iterations of one block when they are spread over `rounds`.
+    pub(crate) fn block(&self, round: usize, rounds: usize) -> usize {
+        self.iterations / rounds + usize::from(round < self.iterations % rounds)
+    }
 }
 
 /// Runs every probe's iterations in `rounds` rounds, one block per probe per round (A, B, C,
@@ -44,19 +68,12 @@ pub(crate) fn interleave_with(
 ) -> anyhow::Result<()> {
     let rounds = rounds.max(1);
     for probe in probes.iter_mut() {
-        for _ in 0..(probe.iterations / 10).max(3) {
-            (probe.op)()?;
-        }
+        probe.warm_up((probe.iterations / 10).max(3))?;
     }
     for round in 0..rounds {
         for probe in probes.iter_mut() {
             // Spread the iterations over the rounds; the first rounds take the remainder.
-            let block = probe.iterations / rounds + usize::from(round < probe.iterations % rounds);
-            for _ in 0..block {
-                let start = Instant::now();
-                (probe.op)()?;
-                probe.samples.push(start.elapsed());
-            }
+            probe.record(probe.block(round, rounds))?;
         }
         each_round(round, rounds)?;
     }

@@ -127,6 +127,25 @@ fn quick_json_run_reports_every_section_with_positive_numbers() {
     summary(&contention["ed25519"], "contention.ed25519");
     positive(&contention["load_sigs_per_s"], "contention.load_sigs_per_s");
 
+    let admin = &report["admin"];
+    for field in [
+        "ed25519_alone",
+        "ed25519_during",
+        "rsa2048_alone",
+        "rsa2048_during",
+    ] {
+        summary(&admin[field], &format!("admin.{field}"));
+    }
+    positive(&admin["generated"], "admin.generated");
+    positive(&admin["unlocked"], "admin.unlocked");
+
+    let idle = &report["idle"];
+    assert_eq!(idle["connections"], 100);
+    positive(&idle["rss_after_kib"], "idle.rss_after_kib");
+    positive(&idle["memlock_kib"], "idle.memlock_kib");
+    // The shipped unit's LimitMEMLOCK=768M.
+    assert_eq!(idle["limit_memlock_bytes"], 768 * 1024 * 1024);
+
     let batch = &report["batch"];
     assert_eq!(batch["payloads"], 100);
     summary(&batch["batch"], "batch.batch");
@@ -188,9 +207,10 @@ fn quick_json_run_reports_every_section_with_positive_numbers() {
     );
 
     let targets = report["targets"].as_array().expect("targets is a list");
-    // 4 latency targets, throughput scaling, batch, RSS, 2 against ssh-agent if present, and
-    // 2 for the Python client.
-    let expected = if ssh_agent_installed() { 9 } else { 7 } + python_targets;
+    // 4 latency targets, throughput scaling, batch, RSS, 2 against ssh-agent if present,
+    // 2 for the Python client, and issue 15's: Ed25519 under RSA load, 2 during admin work,
+    // idle connections' RSS and locked memory.
+    let expected = if ssh_agent_installed() { 14 } else { 12 } + python_targets;
     assert_eq!(targets.len(), expected, "{targets:#?}");
     for target in targets {
         let name = target["name"].as_str().expect("a target has a name");
@@ -225,7 +245,9 @@ fn text_mode_prints_the_tables_and_a_bad_argument_is_a_usage_error() {
         "Throughput",
         "while 2 connections",
         "sign_batch",
+        "during admin work",
         "resident memory",
+        "idle connections",
         "Targets",
     ] {
         assert!(stdout.contains(heading), "no {heading:?} in:\n{stdout}");
