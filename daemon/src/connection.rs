@@ -1,17 +1,21 @@
-//! One client connection: framing, the Hello handshake, one response per request.
+//! One client connection, served on its own thread with blocking I/O: framing, the Hello
+//! handshake, one response per request. The request is handled, and signed, on this thread:
+//! no other thread is woken between reading a request and writing its answer.
+//!
+//! `server.rs` has already read the peer's credentials and accepted it; the thread, the cap
+//! on connections and shutdown are its business.
 
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keyward_protocol::frame::{self, FrameError, HEADER_LEN};
 use keyward_protocol::{
     DecodeError, ErrorCode, MAX_RESPONSE_FRAME, PROTOCOL_VERSION, Request, Response,
     decode_request, encode_response,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
-use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::sync::CancellationToken;
+use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
 use crate::audit::{Decision, Subject};
@@ -20,9 +24,10 @@ use crate::handler;
 use crate::peer::Peer;
 
 /// Once a frame has begun, the rest of it must arrive within this time; a client that
-/// stalls mid-frame would otherwise hold a connection slot forever. Between frames a
-/// connection may idle as long as it likes (bots keep one open between orders).
-const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// stalls mid-frame would otherwise hold a connection (and its thread) forever. Between
+/// frames a connection may idle as long as it likes (bots keep one open between orders).
+/// A response that cannot be written for this long (a client that does not read) fails too.
+pub(crate) const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 enum ReadError {
@@ -31,53 +36,53 @@ enum ReadError {
     Timeout,
 }
 
-/// Serves one connection until EOF, an unrecoverable framing error, or shutdown.
-pub(crate) async fn serve(
-    mut stream: UnixStream,
-    daemon: Arc<Daemon>,
-    shutdown: CancellationToken,
-    _permit: OwnedSemaphorePermit,
-) {
-    let peer = match Peer::of(&stream) {
-        Ok(peer) => peer,
-        Err(err) => {
-            tracing::warn!("cannot read peer credentials, closing: {err}");
-            return;
-        }
+/// Answers a peer with no right of any kind, without reading anything it sent, and closes.
+/// Runs on the accept loop's runtime: a refused peer never gets a thread.
+pub(crate) async fn refuse(mut stream: tokio::net::UnixStream, daemon: Arc<Daemon>, peer: Peer) {
+    tracing::warn!(
+        uid = peer.uid,
+        pid = peer.pid,
+        "refused a connection: no key or admin right is granted to this uid or its groups"
+    );
+    let reason = format!(
+        "uid {} may not use this keywardd: no key or admin right is granted to it",
+        peer.uid
+    );
+    // A refused connection is a decision too: it goes to the audit log. (A failed audit
+    // write changes nothing here: nothing is released.)
+    let _ = daemon.audit.record(
+        &peer,
+        &Subject::connection(),
+        Decision::Deny,
+        &reason,
+        Duration::ZERO,
+    );
+    let denied = Response::error(ErrorCode::Denied, reason);
+    let write = async {
+        stream.write_all(&encode(&denied)?).await?;
+        stream.flush().await
     };
-    if !daemon.may_connect(&peer) {
-        tracing::warn!(
-            uid = peer.uid,
-            pid = peer.pid,
-            "refused a connection: no key or admin right is granted to this uid or its groups"
-        );
-        let reason = format!(
-            "uid {} may not use this keywardd: no key or admin right is granted to it",
-            peer.uid
-        );
-        // A refused connection is a decision too: it goes to the audit log. (A failed audit
-        // write changes nothing here: nothing is released.)
-        let _ = daemon.audit.record(
-            &peer,
-            &Subject::connection(),
-            Decision::Deny,
-            &reason,
-            Duration::ZERO,
-        );
-        let denied = Response::error(ErrorCode::Denied, reason);
-        // Answer without reading: a refused peer never gets to make the daemon parse anything.
-        let _ = write_response(&mut stream, &denied).await;
+    let _ = tokio::time::timeout(FRAME_TIMEOUT, write).await;
+}
+
+/// Serves one accepted connection until EOF, an unrecoverable framing error, or shutdown
+/// (which shuts the socket down for reading: an idle connection then reads EOF, and a
+/// request in flight is answered first). Blocks the calling thread throughout; requests
+/// that wait on admin work (locks, the admin thread) are driven on it by `runtime`.
+pub(crate) fn serve(
+    stream: &UnixStream,
+    daemon: &Arc<Daemon>,
+    peer: &Peer,
+    runtime: &tokio::runtime::Handle,
+) {
+    tracing::debug!(uid = peer.uid, pid = peer.pid, "client connected");
+    if let Err(err) = stream.set_write_timeout(Some(FRAME_TIMEOUT)) {
+        tracing::warn!("cannot set a write timeout, closing: {err}");
         return;
     }
-    tracing::debug!(uid = peer.uid, pid = peer.pid, "client connected");
     let mut greeted = false;
     loop {
-        let frame = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return,
-            frame = read_frame(&mut stream, daemon.settings.max_frame) => frame,
-        };
-        let body = match frame {
+        let body = match read_frame(stream, daemon.settings.max_frame) {
             Ok(Some(body)) => body,
             Ok(None) => return,
             Err(ReadError::Frame(err)) => {
@@ -87,7 +92,7 @@ pub(crate) async fn serve(
                     FrameError::TooLarge { .. } => ErrorCode::TooLarge,
                     _ => ErrorCode::BadRequest,
                 };
-                let _ = write_response(&mut stream, &Response::error(code, err.to_string())).await;
+                let _ = write_response(stream, &Response::error(code, err.to_string()));
                 return;
             }
             Err(ReadError::Io(err)) => {
@@ -108,7 +113,7 @@ pub(crate) async fn serve(
         // the loop iteration.
         drop(body);
         let response = match decoded {
-            Err(err) => malformed(&peer, &err),
+            Err(err) => malformed(peer, &err),
             Ok(Request::Hello { version }) if !greeted => {
                 if version == PROTOCOL_VERSION {
                     greeted = true;
@@ -128,9 +133,11 @@ pub(crate) async fn serve(
             Ok(_) if !greeted => {
                 Response::error(ErrorCode::BadRequest, "the first request must be Hello")
             }
-            Ok(request) => handler::handle(&daemon, &peer, request).await,
+            // A signature completes on the first poll, here on this thread; admin requests
+            // park this thread while they wait for the admin lock or the admin thread.
+            Ok(request) => runtime.block_on(handler::handle(daemon, peer, request)),
         };
-        if let Err(err) = write_response(&mut stream, &response).await {
+        if let Err(err) = write_response(stream, &response) {
             tracing::debug!(uid = peer.uid, "cannot answer, closing: {err}");
             return;
         }
@@ -144,45 +151,110 @@ fn malformed(peer: &Peer, err: &DecodeError) -> Response {
 }
 
 /// Reads one frame body into a zeroizing buffer of exactly its size. `Ok(None)` is a clean
-/// EOF between frames.
+/// EOF between frames (or shutdown, which reads as one).
 ///
 /// Reading straight into an exact-size `Zeroizing` buffer (rather than through a codec's
 /// growing buffer) is what guarantees a frame that carried a key or passphrase leaves no
 /// copy behind: there is no reallocation and no shared buffer that outlives the request.
-async fn read_frame(
-    stream: &mut UnixStream,
-    max: u32,
-) -> Result<Option<Zeroizing<Vec<u8>>>, ReadError> {
+///
+/// Waiting for a frame to begin has no deadline. Once it has begun, every further read is
+/// bounded by what is left of [`FRAME_TIMEOUT`]; a frame that arrives whole (the usual case)
+/// costs two `read` calls and no timer at all.
+fn read_frame(mut stream: &UnixStream, max: u32) -> Result<Option<Zeroizing<Vec<u8>>>, ReadError> {
     let mut header = [0u8; HEADER_LEN];
-    let first = stream.read(&mut header[..1]).await.map_err(ReadError::Io)?;
+    let first = loop {
+        match stream.read(&mut header) {
+            Ok(n) => break n,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(ReadError::Io(err)),
+        }
+    };
     if first == 0 {
         return Ok(None);
     }
-    let rest = async {
-        stream
-            .read_exact(&mut header[1..])
-            .await
-            .map_err(ReadError::Io)?;
-        let len = frame::body_len(header, max).map_err(ReadError::Frame)?;
-        let mut body = Zeroizing::new(vec![0u8; len]);
-        stream.read_exact(&mut body).await.map_err(ReadError::Io)?;
-        Ok(Some(body))
-    };
-    tokio::time::timeout(FRAME_TIMEOUT, rest)
-        .await
-        .unwrap_or(Err(ReadError::Timeout))
+    let mut rest = Deadline::new(stream);
+    rest.read_exact(&mut header[first..])?;
+    let len = frame::body_len(header, max).map_err(ReadError::Frame)?;
+    let mut body = Zeroizing::new(vec![0u8; len]);
+    rest.read_exact(&mut body)?;
+    Ok(Some(body))
 }
 
-async fn write_response(stream: &mut UnixStream, response: &Response) -> std::io::Result<()> {
-    let frame = match encode_response(response, MAX_RESPONSE_FRAME) {
-        Ok(frame) => frame,
+/// The rest of a frame that has begun: reads bounded by one deadline, [`FRAME_TIMEOUT`]
+/// from the frame's first byte. The socket's read timeout is set only when a read would
+/// otherwise wait, and cleared again when the frame is done.
+struct Deadline<'a> {
+    stream: &'a UnixStream,
+    until: Instant,
+    armed: bool,
+}
+
+impl<'a> Deadline<'a> {
+    fn new(stream: &'a UnixStream) -> Deadline<'a> {
+        Deadline {
+            stream,
+            until: Instant::now() + FRAME_TIMEOUT,
+            armed: false,
+        }
+    }
+
+    fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<(), ReadError> {
+        let mut stream = self.stream;
+        while !buf.is_empty() {
+            match stream.read(buf) {
+                Ok(0) => return Err(ReadError::Io(ErrorKind::UnexpectedEof.into())),
+                Ok(n) => buf = &mut buf[n..],
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                // The read timeout (set below) ran out; `arm` says whether time is left.
+                Err(err)
+                    if self.armed
+                        && matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(err) => return Err(ReadError::Io(err)),
+            }
+            if !buf.is_empty() {
+                // The frame is arriving in pieces: bound the wait for the next one.
+                self.arm()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn arm(&mut self) -> Result<(), ReadError> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ReadError::Timeout);
+        }
+        self.stream
+            .set_read_timeout(Some(left))
+            .map_err(ReadError::Io)?;
+        self.armed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Deadline<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // Between frames the connection waits without a deadline again. Should this
+            // fail, the next idle wait times out and the connection closes; nothing worse.
+            let _ = self.stream.set_read_timeout(None);
+        }
+    }
+}
+
+fn encode(response: &Response) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    match encode_response(response, MAX_RESPONSE_FRAME) {
+        Ok(frame) => Ok(frame),
         Err(err) => {
             tracing::error!("cannot encode a response: {err}");
             let fallback =
                 Response::error(ErrorCode::Internal, "the response could not be encoded");
             encode_response(&fallback, MAX_RESPONSE_FRAME)
-                .map_err(|err| std::io::Error::other(err.to_string()))?
+                .map_err(|err| std::io::Error::other(err.to_string()))
         }
-    };
-    stream.write_all(&frame).await
+    }
+}
+
+fn write_response(mut stream: &UnixStream, response: &Response) -> std::io::Result<()> {
+    stream.write_all(&encode(response)?)
 }

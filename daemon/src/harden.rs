@@ -7,8 +7,9 @@
 use nix::sys::mman::{MlockAllFlags, mlockall};
 use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
 
-/// Address space the daemon may still map after start, beyond the KDF's memory: thread
-/// stacks (2 MiB each for tokio's workers and blocking pool) and glibc's per-thread malloc
+/// Address space the daemon may still map after start, beyond the KDF's memory and the
+/// connection threads' stacks (`server::stack_reservation`): the runtime's thread stacks
+/// (2 MiB each for tokio's worker and admin thread) and glibc's per-thread malloc
 /// arenas, which reserve 64 MiB of address space each. Under `MCL_FUTURE` every new mapping
 /// counts against RLIMIT_MEMLOCK in full the moment it is made (the kernel refuses the mmap
 /// otherwise, and a refused allocation aborts the process), so the check must cover the
@@ -46,6 +47,7 @@ pub(crate) fn harden(kdf_memory: u64, require_mlock: bool) -> Result<(), HardenE
         getrlimit(Resource::RLIMIT_MEMLOCK).map_err(sys("cannot read RLIMIT_MEMLOCK"))?;
     let need = mapped_bytes()
         .saturating_add(kdf_memory)
+        .saturating_add(crate::server::stack_reservation())
         .saturating_add(GROWTH_HEADROOM);
     // Root has CAP_IPC_LOCK, which lifts the limit.
     let unlimited = soft == RLIM_INFINITY || nix::unistd::geteuid().is_root();

@@ -13,7 +13,8 @@
 //! only. docs/KEYSTORE.md specifies the bytes and argues crash safety; [`format`] is the
 //! code for the bytes, [`fsio`] for the file-system discipline.
 //!
-//! Everything here is blocking std I/O: the daemon calls it from tokio's blocking pool.
+//! Everything here is blocking std I/O: the daemon calls it on its admin thread (tokio's
+//! blocking pool).
 //!
 //! Secret hygiene: the data key lives in a boxed [`Zeroizing`] buffer (moving a [`DataKey`]
 //! moves a pointer, not the key), the passphrase-derived key in a [`Zeroizing`] buffer that

@@ -194,7 +194,7 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Adds a key made by `make` (which parses or generates it, on the blocking pool: an RSA
+    /// Adds a key made by `make` (which parses or generates it, on the admin thread: an RSA
     /// key costs milliseconds to parse and an RSA-4096 key seconds to generate). The key is
     /// persisted (when there is a keystore) before it becomes usable, so a key acknowledged
     /// to the client is never lost.

@@ -137,6 +137,9 @@ fn config_source(args: &Args) -> Option<(PathBuf, bool)> {
     }
 }
 
+/// Threads for admin work: tokio's blocking pool, which nothing else uses.
+const ADMIN_THREADS: usize = 1;
+
 fn run(args: Args, activated: Option<std::os::unix::net::UnixListener>) -> anyhow::Result<()> {
     let config = match config_source(&args) {
         Some((path, must_exist)) => config::load(&path, must_exist)?,
@@ -145,12 +148,15 @@ fn run(args: Args, activated: Option<std::os::unix::net::UnixListener>) -> anyho
     let kdf = keystore::KdfParams::default();
     // Before any thread or key exists, so every later allocation is covered.
     harden::harden(u64::from(kdf.m_cost_kib) * 1024, args.require_mlock)?;
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    // RSA signatures run on the blocking pool; sizing it to the cores lets RSA use every
-    // core without oversubscribing them (more threads would only queue on the CPU).
+    // Requests are served and signed on each connection's own thread (server.rs). The
+    // runtime keeps the accept loop, signals, timers and auto-lock: one worker is plenty.
+    // Its blocking pool is where admin work runs (key generation and parsing, Argon2id,
+    // keystore files); one thread bounds it to one core, so it can never take the CPU a
+    // signature needs on a small machine (admin work is serialised by the admin lock anyway).
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .max_blocking_threads(cores)
+        .worker_threads(1)
+        .max_blocking_threads(ADMIN_THREADS)
+        .thread_name("keywardd-rt")
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

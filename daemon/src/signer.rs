@@ -187,12 +187,6 @@ impl Signer {
         }
     }
 
-    /// True when a signature costs long enough (RSA: ~1 ms and more) that it must run on the
-    /// blocking pool rather than on the async reactor.
-    pub(crate) fn is_slow(&self) -> bool {
-        matches!(self, Signer::Rsa(_))
-    }
-
     /// DER SubjectPublicKeyInfo of the public key; `None` for HMAC.
     pub(crate) fn public_key_spki(&self) -> Option<Vec<u8>> {
         let spki = match self {

@@ -1,7 +1,8 @@
 //! Where keys persist: nowhere (ephemeral) or in the encrypted keystore directory.
 //!
 //! Pure persistence: this module creates, opens and rewrites the keystore and its files on
-//! tokio's blocking pool. When those steps may run, and what they do to the keys in memory,
+//! the admin thread (tokio's blocking pool, bounded to one thread in main.rs; never a
+//! connection's thread). When those steps may run, and what they do to the keys in memory,
 //! is the business of `lifecycle.rs`.
 
 use std::path::{Path, PathBuf};
@@ -60,7 +61,7 @@ fn no_keystore(what: &str) -> Failure {
     ))
 }
 
-/// Runs keystore I/O and KDF work on the blocking pool.
+/// Runs keystore I/O and KDF work on the admin thread.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Failure> + Send + 'static,
 ) -> Result<T, Failure> {

@@ -75,3 +75,31 @@ fn after_sigterm_new_connections_are_refused() {
             .contains(daemon.socket().to_str().unwrap())
     );
 }
+
+#[test]
+fn idle_connections_do_not_hold_up_sigterm_and_read_end_of_file() {
+    // Each connection is served by a thread blocked in `read`: shutdown must wake them
+    // rather than wait out the 10 s drain for connections that have nothing in flight.
+    let mut daemon = Daemon::start(&[]);
+    daemon.generate("ed", "ed25519");
+    let mut idle: Vec<_> = (0..8).map(|_| daemon.client()).collect();
+    idle[0].sign("ed", b"warm").unwrap();
+    let asked = Instant::now();
+    let status = daemon.stop();
+    let took = asked.elapsed();
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        daemon.log()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "keywardd took {took:?} to stop with idle connections open (the drain waits 10 s)"
+    );
+    for client in &mut idle {
+        assert!(
+            client.sign("ed", b"after").is_err(),
+            "a stopped daemon signed"
+        );
+    }
+}

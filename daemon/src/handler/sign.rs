@@ -1,5 +1,5 @@
 //! Sign and SignBatch: the hot path. The key is looked up, the key's policy applied, then
-//! the payloads signed, inline for fast schemes and on the blocking pool for RSA.
+//! the payloads signed, every scheme on the connection's own thread (server.rs says why).
 
 use std::sync::Arc;
 
@@ -53,25 +53,16 @@ pub(super) async fn sign_batch(
     Ok(Response::Signatures { scheme, signatures })
 }
 
-/// Signs every payload with `key`, on the blocking pool when the scheme is slow (RSA).
+/// Signs every payload with `key`, here: the caller is the connection's own thread, so an
+/// RSA signature neither pays a hand-off to another thread nor holds up other connections.
 async fn sign_all(
     key: Arc<Key>,
     payloads: Vec<Vec<u8>>,
 ) -> Result<(Scheme, Vec<Vec<u8>>), Failure> {
     let scheme = key.signer.scheme();
-    let slow = key.signer.is_slow();
-    let run = move || -> Result<Vec<Vec<u8>>, Failure> {
-        payloads
-            .iter()
-            .map(|payload| key.signer.sign(payload).map_err(Failure::from))
-            .collect()
-    };
-    let signatures = if slow {
-        tokio::task::spawn_blocking(run)
-            .await
-            .map_err(|err| Failure::internal("signing failed", &err))??
-    } else {
-        run()?
-    };
+    let signatures = payloads
+        .iter()
+        .map(|payload| key.signer.sign(payload).map_err(Failure::from))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((scheme, signatures))
 }

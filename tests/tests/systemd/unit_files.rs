@@ -450,13 +450,30 @@ fn unit_memlock_limit_lets_an_unprivileged_keywardd_lock_its_memory() {
     let payloads: Vec<Vec<u8>> = (0..64).map(|i| format!("n={i}").into_bytes()).collect();
     let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
     client.sign_batch("rsa", &refs).unwrap();
+    // A thread per connection, its stack locked in full: 1,000 idle connections (the cap is
+    // 1,024) must fit under the limit too, and a connection made after them still signs.
+    let idle: Vec<Client> = (0..1000)
+        .map(|i| {
+            Client::connect(&socket).unwrap_or_else(|err| {
+                panic!(
+                    "connection {i} under LimitMEMLOCK={limit} failed ({err}): {}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+        })
+        .collect();
+    let mut last = Client::connect(&socket).unwrap();
+    last.sign_batch("rsa", &refs[..2]).unwrap();
     let status = fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
     let locked = status
         .lines()
         .find(|line| line.starts_with("VmLck:"))
         .unwrap()
         .to_owned();
-    eprintln!("under LimitMEMLOCK={limit}: {locked}");
+    eprintln!(
+        "under LimitMEMLOCK={limit}, {} idle connections: {locked}",
+        idle.len()
+    );
     assert!(!locked.ends_with(" 0 kB"), "memory is not locked: {locked}");
     kill(
         Pid::from_raw(i32::try_from(child.id()).unwrap()),
