@@ -691,7 +691,7 @@ fn measure_admin(
         let generating = scope.spawn(move || {
             admin_loop(&mut |n| {
                 let name = format!("bench-admin-{n}");
-                generator.generate(&name, kind, None)?;
+                generator.generate(&name, kind, None, None)?;
                 generator.remove(&name)?;
                 generated.fetch_add(1, Ordering::SeqCst);
                 Ok(())
@@ -813,7 +813,7 @@ fn measure_idle(plan: &Plan, program: &Path, dir: &Path) -> anyhow::Result<IdleC
         .collect();
     let mut daemon = Keywardd::start_with(program, dir, "idle", None, &env)?;
     let mut first = daemon.connect()?;
-    first.generate("idle-ed25519", KeyKind::Ed25519, None)?;
+    first.generate("idle-ed25519", KeyKind::Ed25519, None, None)?;
     first.sign("idle-ed25519", PAYLOAD)?;
     let rss_before_kib = daemon.rss_kib()?;
     let mut idle = Vec::with_capacity(plan.idle_connections);
