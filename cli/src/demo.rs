@@ -6,7 +6,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use keyward_client::{Client, KeyKind, binance};
+use keyward_client::exchanges::binance;
+use keyward_client::{Client, KeyKind};
 
 use crate::{output, verify};
 

@@ -70,6 +70,19 @@ pub enum Error {
     /// connection (I/O error, timeout, malformed response, cancelled call) left it without a
     /// known frame boundary. Connect again.
     Disconnected,
+    /// An exchange helper needs the key's API key id, none was passed, and the key has none
+    /// stored (give one with `keyward import --api-key` or `generate --api-key`).
+    NoApiKey {
+        /// The key name.
+        key: String,
+    },
+    /// An exchange helper was given request parts that the exchange's signing string, or the
+    /// daemon's parser of it, cannot hold (e.g. a lower-case path segment with a space).
+    /// Nothing was sent.
+    InvalidRequest {
+        /// What is wrong, naming the part (never a secret: only request parts are checked).
+        reason: String,
+    },
 }
 
 impl Error {
@@ -157,6 +170,11 @@ impl fmt::Display for Error {
                 "keywardd sent an unexpected response (expected {expected})"
             ),
             Error::Disconnected => f.write_str("the connection to keywardd is closed"),
+            Error::NoApiKey { key } => write!(
+                f,
+                "key {key} has no API key id stored; pass one to the helper, or add the key with --api-key"
+            ),
+            Error::InvalidRequest { reason } => write!(f, "cannot build the request: {reason}"),
         }
     }
 }

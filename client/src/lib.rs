@@ -10,7 +10,8 @@
 //! [`keyward_protocol`] (re-exported as [`protocol`]).
 //!
 //! ```no_run
-//! use keyward_client::{Client, binance};
+//! use keyward_client::Client;
+//! use keyward_client::exchanges::binance;
 //!
 //! fn main() -> Result<(), keyward_client::Error> {
 //!     // $KEYWARD_SOCK, else the default socket path (see `default_socket_path`).
@@ -25,8 +26,11 @@
 //!         &mut client,
 //!         "binance-main",
 //!         "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&timestamp=1700000000000",
+//!         "", // no body
 //!     )?;
 //!     println!("POST /api/v3/order?{query}");
+//!     // ... with the header X-MBX-APIKEY: the key's stored API key id.
+//!     println!("X-MBX-APIKEY: {}", keyward_client::exchanges::api_key(&mut client, "binance-main")?);
 //!     Ok(())
 //! }
 //! ```
@@ -42,9 +46,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[deprecated(since = "0.1.0", note = "moved to keyward_client::exchanges::binance")]
 pub mod binance;
 mod blocking;
 mod error;
+pub mod exchanges;
 #[cfg(feature = "tokio")]
 mod nonblocking;
 mod ops;

@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{FakeDaemon, Reply, answer, hello};
-use keyward_client::{AsyncClient, Error, ErrorCode, Request, Response, Scheme, binance};
+use keyward_client::exchanges::binance;
+use keyward_client::{AsyncClient, Error, ErrorCode, Request, Response, Scheme};
 use serde_bytes::ByteBuf;
 
 #[tokio::test]
@@ -50,7 +51,7 @@ async fn async_client_signs_batches_and_maps_errors() {
     let err = client.sign("ed", &[0u8; 5000]).await.unwrap_err();
     assert!(matches!(err, Error::TooLarge { max: 4096, .. }), "{err:?}");
 
-    let query = binance::signed_query_async(&mut client, "hmac", "a=1")
+    let query = binance::signed_query_async(&mut client, "hmac", "a=1", "")
         .await
         .unwrap();
     assert_eq!(query, "a=1&signature=ab");

@@ -9,12 +9,13 @@ use std::thread;
 use std::time::Duration;
 
 use common::{FakeDaemon, Reply, answer, hello};
+use keyward_client::exchanges::binance;
 use keyward_client::protocol::frame::{self, HEADER_LEN};
 use keyward_client::protocol::{DecodeError, encode_response};
 use keyward_client::{
     Client, DEFAULT_MAX_FRAME, Error, ErrorCode, KeyInfo, KeyKind, KeystoreState,
     MAX_RESPONSE_FRAME, PROTOCOL_VERSION, PayloadFormat, Request, Response, Scheme, SecretBytes,
-    Status, binance,
+    Status,
 };
 use serde_bytes::ByteBuf;
 
@@ -456,11 +457,11 @@ fn binance_signed_query_with_an_hmac_key_appends_lowercase_hex() {
     let mut client = Client::connect(&daemon.path).unwrap();
     let query = "symbol=BTCUSDT&side=BUY&timestamp=1700000000000";
     assert_eq!(
-        binance::signed_query(&mut client, "hmac", query).unwrap(),
+        binance::signed_query(&mut client, "hmac", query, "").unwrap(),
         format!("{query}&signature=abcd01")
     );
     assert_eq!(
-        binance::signed_query(&mut client, "hmac", "").unwrap(),
+        binance::signed_query(&mut client, "hmac", "", "").unwrap(),
         "signature=0f"
     );
     drop(client);
@@ -487,6 +488,19 @@ fn binance_signed_query_with_an_ed25519_key_appends_percent_encoded_base64() {
     let sig = [0xfb, 0xff, 0xbf, 0xfb, 0xff];
     let daemon = FakeDaemon::start(vec![answer(signature(Scheme::Ed25519, &sig))]);
     let mut client = Client::connect(&daemon.path).unwrap();
-    let got = binance::signed_query(&mut client, "ed", "timestamp=1").unwrap();
+    let got = binance::signed_query(&mut client, "ed", "timestamp=1", "").unwrap();
     assert_eq!(got, "timestamp=1&signature=%2B%2F%2B%2F%2B%2F8%3D");
+}
+
+/// `keyward_client::binance` moved to `exchanges::binance`; code written against the old path
+/// still compiles (with a deprecation warning) and signs the same way.
+#[test]
+#[allow(deprecated)]
+fn the_old_binance_path_still_compiles_and_signs() {
+    let daemon = FakeDaemon::start(vec![answer(signature(Scheme::HmacSha256, &[0xAB]))]);
+    let mut client = Client::connect(&daemon.path).unwrap();
+    assert_eq!(
+        keyward_client::binance::signed_query(&mut client, "hmac", "a=1").unwrap(),
+        "a=1&signature=ab"
+    );
 }

@@ -2,7 +2,8 @@
 // Helpers outside #[test] functions may unwrap too: a panic there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use keyward_client::{ErrorCode, Scheme, SecretBytes, binance};
+use keyward_client::exchanges::binance;
+use keyward_client::{ErrorCode, Scheme, SecretBytes};
 use keyward_tests::Daemon;
 use keyward_tests::verify::{Check, assert_python_verifies};
 
@@ -52,7 +53,7 @@ fn binance_published_hmac_example_gives_its_exact_signed_query_through_the_clien
         .unwrap();
     assert_eq!(info.scheme, Scheme::HmacSha256);
     assert_eq!(info.public_key, None, "an HMAC key has no public half");
-    let query = binance::signed_query(&mut client, "binance", BINANCE_QUERY).unwrap();
+    let query = binance::signed_query(&mut client, "binance", BINANCE_QUERY, "").unwrap();
     assert_eq!(
         query,
         format!("{BINANCE_QUERY}&signature={BINANCE_SIGNATURE}")
@@ -107,7 +108,7 @@ fn binance_signed_query_with_an_ed25519_key_carries_a_percent_encoded_base64_sig
     let daemon = Daemon::start(&[]);
     let public = daemon.generate("binance-ed", "ed25519");
     let mut client = daemon.client();
-    let query = binance::signed_query(&mut client, "binance-ed", BINANCE_QUERY).unwrap();
+    let query = binance::signed_query(&mut client, "binance-ed", BINANCE_QUERY, "").unwrap();
     let signature = query
         .strip_prefix(&format!("{BINANCE_QUERY}&signature="))
         .unwrap_or_else(|| panic!("the query was changed or has no signature: {query}"));
