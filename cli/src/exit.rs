@@ -59,6 +59,8 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
                     DENIED
                 }
                 ClientError::Connect { .. } | ClientError::UntrustedServer { .. } => UNREACHABLE,
+                // `sign --format` was given a payload the exchange's signing string cannot hold.
+                ClientError::InvalidRequest { .. } => USAGE,
                 _ => match client.code() {
                     Some(ErrorCode::Denied | ErrorCode::PolicyViolation) => DENIED,
                     Some(ErrorCode::Locked | ErrorCode::NotInitialized) => LOCKED,

@@ -89,8 +89,17 @@ enum Command {
         /// users in `ps` while keyward runs: prefer stdin.
         payload: Option<std::ffi::OsString>,
         /// How to print the signature [default: hex for HMAC keys, base64 otherwise].
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, conflicts_with = "format")]
         encoding: Option<Encoding>,
+        /// Build an exchange's signed request from the payload and print it, as the
+        /// clients' exchange helpers do (docs/EXCHANGES.md). Not the key's payload format
+        /// (that is `import`/`generate --format`): this says what the payload is. A trailing
+        /// newline is dropped.
+        #[arg(long, value_enum, value_name = "REQUEST")]
+        format: Option<sign::RequestFormat>,
+        /// With --format kraken: the URI path, e.g. /0/private/AddOrder.
+        #[arg(long, value_name = "PATH")]
+        path: Option<String>,
     },
     /// Run a throwaway daemon, make keys, sign a Binance order and verify it.
     Demo,
@@ -210,6 +219,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             payload,
             encoding,
-        } => sign::run(&mut connect(socket)?, &name, payload, encoding),
+            format,
+            path,
+        } => {
+            let how = match format {
+                Some(format) => sign::How::Request(format, path),
+                None => sign::How::Signature(encoding),
+            };
+            sign::run(&mut connect(socket)?, &name, payload, how)
+        }
     }
 }
