@@ -33,6 +33,7 @@ fn import_secret(client: &mut Client, name: &str, scheme: Scheme, secret: &[u8])
             SecretBytes::new(secret.to_vec()),
             None,
             Some(API_KEY.into()),
+            None,
         )
         .unwrap();
 }
@@ -351,4 +352,281 @@ fn sign_format_prints_what_the_helpers_build() {
         "hex",
     ]);
     out.error_line(2);
+}
+
+/// One key per payload format, each with the rules a careful operator sets (docs/POLICY.md).
+/// `bitget` has no format in its section: the one given at import applies.
+const FORMATS_CONFIG: &str = r#"
+[keys.binance]
+format = "binance"
+timestamp_window_ms = 5000
+max_recv_window_ms = 10000
+deny_params = ["address"]
+
+[keys.bybit]
+format = "bybit"
+timestamp_window_ms = 5000
+max_recv_window_ms = 10000
+deny_params = ["address"]
+
+[keys.okx]
+format = "okx"
+timestamp_window_ms = 5000
+deny_params = ["address"]
+deny_paths = ["/api/v5/asset/withdrawal", "/api/v5/asset/transfer"]
+
+[keys.kucoin]
+format = "kucoin"
+timestamp_window_ms = 5000
+deny_params = ["address"]
+deny_paths = ["/api/v1/withdrawals", "/api/v3/withdrawals", "/api/v2/accounts/inner-transfer"]
+
+[keys.bitget]
+timestamp_window_ms = 5000
+deny_params = ["address"]
+deny_paths = ["/api/v2/spot/wallet/withdrawal", "/api/v2/spot/wallet/transfer"]
+
+[keys.kraken]
+format = "kraken"
+allow_paths = ["/0/private/AddOrder", "/0/private/Balance"]
+
+[keys.coinbase]
+format = "coinbase-jwt"
+allow_paths = ["/api/v3/brokerage/"]
+deny_paths = ["/api/v3/brokerage/portfolios/move_funds"]
+timestamp_window_ms = 5000
+max_token_lifetime_secs = 120
+"#;
+
+fn assert_policy_violation<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, keyward_client::Error>,
+) {
+    match result {
+        Err(err) => assert_eq!(
+            err.code(),
+            Some(keyward_client::ErrorCode::PolicyViolation),
+            "{what}: {err}"
+        ),
+        Ok(signed) => panic!("{what}: signed {signed:?}"),
+    }
+}
+
+/// Issue 13's promise: for a key with that payload format and rules, each helper's output
+/// passes the daemon's strict parse and rules, the same helper aimed at a denied endpoint or
+/// parameter is refused, and a hand-made payload in another exchange's shape is refused.
+#[test]
+fn each_helpers_output_passes_its_formats_rules_and_other_shapes_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keywardd.toml");
+    std::fs::write(&config, FORMATS_CONFIG).unwrap();
+    let daemon = Daemon::start(&["--config", config.to_str().unwrap()]);
+    let secret = daemon.write("secret", b"formats-test-hmac-secret-0123456789");
+    for (name, format) in [
+        ("binance", "binance"),
+        ("bybit", "bybit"),
+        ("okx", "okx"),
+        ("kucoin", "kucoin"),
+        ("bitget", "bitget"),
+    ] {
+        daemon.import(
+            name,
+            &secret,
+            &[
+                "--scheme",
+                "hmac-sha256",
+                "--api-key",
+                API_KEY,
+                "--format",
+                format,
+            ],
+        );
+    }
+    let kraken = daemon.write("kraken.secret", KRAKEN_SECRET_BASE64.as_bytes());
+    daemon.import(
+        "kraken",
+        &kraken,
+        &[
+            "--scheme",
+            "hmac-sha512",
+            "--secret-format",
+            "base64",
+            "--format",
+            "kraken",
+        ],
+    );
+    let key_name = "organizations/org/apiKeys/id";
+    daemon
+        .keyward([
+            "generate",
+            "coinbase",
+            "--scheme",
+            "ecdsa-p256",
+            "--api-key",
+            key_name,
+            "--format",
+            "coinbase-jwt",
+        ])
+        .success();
+    let mut client = daemon.client();
+    let now = Options::default();
+    let ms = keyward_client::exchanges::now_ms();
+
+    // Binance: REST query, query + body, WebSocket params.
+    let query = format!("symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&timestamp={ms}");
+    binance::signed_query(&mut client, "binance", &query, "").unwrap();
+    binance::signed_query(
+        &mut client,
+        "binance",
+        "symbol=BTCUSDT&side=BUY&type=MARKET",
+        &format!("quantity=1&timestamp={ms}"),
+    )
+    .unwrap();
+    let stamp = ms.to_string();
+    binance::sign_params(
+        &mut client,
+        "binance",
+        &[
+            ("symbol", "BTCUSDT"),
+            ("apiKey", API_KEY),
+            ("timestamp", &stamp),
+        ],
+    )
+    .unwrap();
+    assert_policy_violation(
+        "binance withdrawal",
+        binance::signed_query(
+            &mut client,
+            "binance",
+            &format!("coin=BTC&address=x&amount=1&timestamp={ms}"),
+            "",
+        ),
+    );
+    assert_policy_violation(
+        "binance key, a JSON payload",
+        client.sign(
+            "binance",
+            format!(r#"{{"symbol":"BTCUSDT","timestamp":{ms}}}"#).as_bytes(),
+        ),
+    );
+
+    // Bybit: GET query and POST body.
+    let get = HttpRequest::get("/v5/account/wallet-balance", "accountType=UNIFIED");
+    bybit::headers(&mut client, "bybit", &get, 5000, &now).unwrap();
+    let order =
+        r#"{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"0.1"}"#;
+    let post = HttpRequest::post("/v5/order/create", order);
+    bybit::headers(&mut client, "bybit", &post, 5000, &now).unwrap();
+    assert_policy_violation(
+        "bybit, another API key id",
+        bybit::headers(
+            &mut client,
+            "bybit",
+            &get,
+            5000,
+            &now.with_api_key("someone-else"),
+        ),
+    );
+    assert_policy_violation(
+        "bybit key, a Binance query",
+        client.sign("bybit", query.as_bytes()),
+    );
+
+    // OKX, KuCoin, Bitget: GET with a query, POST with a body; a withdrawal path refused.
+    let get = HttpRequest::get("/api/v5/account/balance", "ccy=BTC");
+    let post = HttpRequest::post("/api/v5/trade/order", r#"{"instId":"BTC-USDT","sz":"1"}"#);
+    let withdraw = HttpRequest::post("/api/v5/asset/withdrawal", r#"{"ccy":"BTC"}"#);
+    okx::headers(&mut client, "okx", &get, "pp", &now).unwrap();
+    okx::headers(&mut client, "okx", &post, "pp", &now).unwrap();
+    assert_policy_violation(
+        "okx withdrawal",
+        okx::headers(&mut client, "okx", &withdraw, "pp", &now),
+    );
+    assert_policy_violation(
+        "okx key, a millisecond (KuCoin) timestamp",
+        client.sign("okx", format!("{ms}GET/api/v5/account/balance").as_bytes()),
+    );
+    let get = HttpRequest::get("/api/v1/accounts", "currency=BTC");
+    let post = HttpRequest::post("/api/v1/orders", r#"{"symbol":"BTC-USDT","size":"1"}"#);
+    let withdraw = HttpRequest::post("/api/v3/withdrawals", r#"{"currency":"BTC"}"#);
+    kucoin::headers(&mut client, "kucoin", &get, "pp", 2, &now).unwrap();
+    kucoin::headers(&mut client, "kucoin", &post, "pp", 2, &now).unwrap();
+    assert_policy_violation(
+        "kucoin withdrawal",
+        kucoin::headers(&mut client, "kucoin", &withdraw, "pp", 2, &now),
+    );
+    assert_policy_violation(
+        "kucoin key, a body after a space",
+        client.sign(
+            "kucoin",
+            format!(r#"{ms} POST/api/v1/orders{{"a":1}}"#).as_bytes(),
+        ),
+    );
+    let get = HttpRequest::get("/api/v2/spot/account/assets", "coin=USDT");
+    let post = HttpRequest::post("/api/v2/spot/trade/place-order", r#"{"symbol":"BTCUSDT"}"#);
+    let transfer = HttpRequest::post("/api/v2/spot/wallet/transfer", r#"{"coin":"USDT"}"#);
+    bitget::headers(&mut client, "bitget", &get, "pp", &now).unwrap();
+    bitget::headers(&mut client, "bitget", &post, "pp", &now).unwrap();
+    assert_policy_violation(
+        "bitget transfer",
+        bitget::headers(&mut client, "bitget", &transfer, "pp", &now),
+    );
+    assert_policy_violation(
+        "bitget key, a Binance query",
+        client.sign("bitget", query.as_bytes()),
+    );
+
+    // Kraken: the allowed calls sign, a withdrawal and the raw POST data do not.
+    let postdata = format!("nonce={ms}&pair=XBTUSD&type=buy&ordertype=market&volume=1");
+    kraken::api_sign(&mut client, "kraken", "/0/private/AddOrder", ms, &postdata).unwrap();
+    kraken::api_sign(
+        &mut client,
+        "kraken",
+        "/0/private/Balance",
+        ms,
+        &format!("nonce={ms}"),
+    )
+    .unwrap();
+    assert_policy_violation(
+        "kraken withdrawal",
+        kraken::api_sign(&mut client, "kraken", "/0/private/Withdraw", ms, &postdata),
+    );
+    assert_policy_violation(
+        "kraken key, the POST data itself",
+        client.sign("kraken", postdata.as_bytes()),
+    );
+
+    // Coinbase: a brokerage call signs, move_funds and a bare JSON claims object do not.
+    coinbase::jwt(
+        &mut client,
+        "coinbase",
+        Method::Get,
+        "api.coinbase.com",
+        "/api/v3/brokerage/accounts",
+        &now,
+    )
+    .unwrap();
+    assert_policy_violation(
+        "coinbase move_funds",
+        coinbase::jwt(
+            &mut client,
+            "coinbase",
+            Method::Post,
+            "api.coinbase.com",
+            "/api/v3/brokerage/portfolios/move_funds",
+            &now,
+        ),
+    );
+    assert_policy_violation(
+        "coinbase key, claims without a JWS header",
+        client.sign(
+            "coinbase",
+            format!(
+                r#"{{"sub":"{key_name}","iss":"cdp","nbf":{},"exp":{},"uri":"GET api.coinbase.com/api/v3/brokerage/accounts"}}"#,
+                ms / 1000,
+                ms / 1000 + 120
+            )
+            .as_bytes(),
+        ),
+    );
 }
