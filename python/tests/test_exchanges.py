@@ -353,3 +353,88 @@ def test_the_async_twins_give_the_same_answers(daemon):
     digest = hashlib.sha256(b"1nonce=1").digest()
     expected = hmac.new(BINANCE_SECRET.encode(), b"/0/private/Balance" + digest, hashlib.sha256)
     assert sign == base64.b64encode(expected.digest()).decode()
+
+
+# ---- the daemon's payload rules (issue 12) ----
+
+FORMATS_CONFIG = """
+[keys.binance]
+format = "binance"
+timestamp_window_ms = 5000
+deny_params = ["address"]
+
+[keys.bybit]
+format = "bybit"
+timestamp_window_ms = 5000
+max_recv_window_ms = 10000
+
+[keys.okx]
+format = "okx"
+timestamp_window_ms = 5000
+deny_paths = ["/api/v5/asset/withdrawal"]
+
+[keys.kucoin]
+format = "kucoin"
+timestamp_window_ms = 5000
+deny_paths = ["/api/v3/withdrawals"]
+
+[keys.bitget]
+format = "bitget"
+timestamp_window_ms = 5000
+deny_paths = ["/api/v2/spot/wallet/withdrawal"]
+
+[keys.kraken]
+format = "kraken"
+allow_paths = ["/0/private/AddOrder"]
+
+[keys.coinbase]
+format = "coinbase-jwt"
+allow_paths = ["/api/v3/brokerage/"]
+timestamp_window_ms = 5000
+max_token_lifetime_secs = 120
+"""
+
+
+def test_each_helpers_output_passes_its_formats_rules_and_other_shapes_do_not(make_daemon):
+    daemon = make_daemon(config=FORMATS_CONFIG)
+    secret = b"formats-test-hmac-secret-0123456789"
+    for name in ("binance", "bybit", "okx", "kucoin", "bitget"):
+        add_secret(daemon, name, "hmac-sha256", secret)
+    add_secret(daemon, "kraken", "hmac-sha512", secret)
+    add_key(daemon, ecdsa_key("coinbase"), KEY_NAME)
+    ms = int(__import__("time").time() * 1000)
+    query = f"symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&timestamp={ms}"
+    order = '{"symbol":"BTC-USDT","size":"1"}'
+    with daemon.client() as client:
+        binance.signed_query(client, "binance", query)
+        binance.sign_params(client, "binance", {"symbol": "BTCUSDT", "timestamp": ms})
+        bybit.headers(client, "bybit", "GET", "category=spot")
+        bybit.headers(client, "bybit", "POST", body=order)
+        okx.headers(client, "okx", "GET", "/api/v5/account/balance", "ccy=BTC", passphrase="p")
+        kucoin.headers(client, "kucoin", "POST", "/api/v1/orders", body=order, passphrase="p")
+        bitget.headers(client, "bitget", "GET", "/api/v2/spot/account/assets", passphrase="p")
+        kraken.api_sign(client, "kraken", "/0/private/AddOrder", ms, f"nonce={ms}&pair=XBTUSD")
+        coinbase.jwt(client, "coinbase", "GET", "api.coinbase.com", "/api/v3/brokerage/accounts")
+
+        refused = [
+            lambda: binance.signed_query(client, "binance", f"address=x&timestamp={ms}"),
+            lambda: client.sign("binance", f'{{"timestamp":{ms}}}'),
+            lambda: bybit.headers(client, "bybit", "GET", "a=1", api_key="someone-else"),
+            lambda: bybit.headers(client, "bybit", "GET", "a=1", recv_window=99999999),
+            lambda: okx.headers(client, "okx", "POST", "/api/v5/asset/withdrawal", body="{}",
+                                passphrase="p"),
+            lambda: client.sign("okx", f"{ms}GET/api/v5/account/balance"),
+            lambda: kucoin.headers(client, "kucoin", "POST", "/api/v3/withdrawals", body="{}",
+                                   passphrase="p"),
+            lambda: client.sign("kucoin", query),
+            lambda: bitget.headers(client, "bitget", "POST", "/api/v2/spot/wallet/withdrawal",
+                                   body="{}", passphrase="p"),
+            lambda: kraken.api_sign(client, "kraken", "/0/private/Withdraw", ms, f"nonce={ms}"),
+            lambda: client.sign("kraken", f"nonce={ms}&pair=XBTUSD"),
+            lambda: coinbase.jwt(client, "coinbase", "POST", "api.coinbase.com", "/v2/accounts"),
+            lambda: client.sign("coinbase", json.dumps({"nbf": ms // 1000, "exp": ms // 1000})),
+        ]
+        for i, attempt in enumerate(refused):
+            with pytest.raises(keyward.PolicyError):
+                attempt()
+                pytest.fail(f"attempt {i} was signed")
