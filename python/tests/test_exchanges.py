@@ -55,6 +55,12 @@ def test_binance_signed_query_reproduces_binances_hmac_example(daemon):
             query + "&signature=0fd168b8ddb4876a0358a8d14d0c9f3da0e9b20c5d52b2a00fcf7d1c602f9a77"
         )
         assert binance.api_key(client, "binance") == "vmPUZE6m"
+        # The non-ASCII example (same file): the symbol percent-encoded before signing.
+        symbol = urllib.parse.quote("\uff11\uff12\uff13\uff14\uff15\uff16")
+        query = BINANCE_QUERY.replace("symbol=LTCBTC", "symbol=" + symbol)
+        assert binance.signed_query(client, "binance", query).endswith(
+            "&signature=e1353ec6b14d888f1164ae9af8228a3dbd508bc82eb867db8ab6046442f33ef3"
+        )
 
 
 def test_binance_sign_params_reproduces_binances_websocket_example(daemon):
