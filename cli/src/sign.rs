@@ -75,6 +75,9 @@ fn request(
     payload: &str,
     path: Option<String>,
 ) -> anyhow::Result<String> {
+    if path.is_some() && format != RequestFormat::Kraken {
+        return Err(UsageError("--path applies to --format kraken only".into()).into());
+    }
     Ok(match format {
         RequestFormat::BinanceQuery => binance::signed_query(client, name, payload, "")?,
         RequestFormat::BinanceWs => {

@@ -340,6 +340,16 @@ fn sign_format_prints_what_the_helpers_build() {
     // Mistakes are usage errors, one line each, and nothing is signed.
     let out = daemon.keyward(["sign", "kraken", KRAKEN_POSTDATA, "--format", "kraken"]);
     assert!(out.error_line(2).contains("--path"), "{out:#?}");
+    let out = daemon.keyward([
+        "sign",
+        "binance",
+        "a=1",
+        "--format",
+        "binance-query",
+        "--path",
+        "/x",
+    ]);
+    assert!(out.error_line(2).contains("--path"), "{out:#?}");
     let out = daemon.keyward(["sign", "binance", "a=1&", "--format", "binance-query"]);
     assert!(out.error_line(2).contains("not name=value"), "{out:#?}");
     let out = daemon.keyward([
