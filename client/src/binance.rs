@@ -1,5 +1,5 @@
 //! Binance: signed query strings. Deprecated: moved to
-//! [`exchanges::binance`](crate::exchanges::binance), whose `signed_query` also takes the
+//! [`crate::exchanges::binance`], whose `signed_query` also takes the
 //! request body.
 
 use crate::{Client, Error, Signature, exchanges};

@@ -24,9 +24,9 @@ pub fn headers(
     passphrase: &str,
     options: &Options<'_>,
 ) -> Result<Headers, Error> {
-    let timestamp = options.timestamp_ms().to_string();
+    let timestamp = options.timestamp().to_string();
     let payload = prefixed::signing_string(&timestamp, request)?;
-    let api_key = options.api_key(client, key)?;
+    let api_key = options.api_key_for(client, key)?;
     let signature = client.sign(key, payload.as_bytes())?;
     Ok(vec![
         ("ACCESS-KEY", api_key),

@@ -62,8 +62,8 @@ pub fn headers(
     recv_window_ms: u64,
     options: &Options<'_>,
 ) -> Result<Headers, Error> {
-    let timestamp_ms = options.timestamp_ms();
-    let api_key = options.api_key(client, key)?;
+    let timestamp_ms = options.timestamp();
+    let api_key = options.api_key_for(client, key)?;
     let payload = signing_string(timestamp_ms, &api_key, recv_window_ms, request)?;
     let signature = client.sign(key, payload.as_bytes())?;
     Ok(vec![

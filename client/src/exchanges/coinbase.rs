@@ -133,7 +133,7 @@ fn sign(
         alg,
         key_name: &key_name,
         nonce: &nonce,
-        nbf: options.timestamp_ms() / 1000,
+        nbf: options.timestamp() / 1000,
         uri,
     };
     let input = signing_input(&claims);

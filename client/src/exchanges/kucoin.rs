@@ -31,9 +31,9 @@ pub fn headers(
     key_version: u8,
     options: &Options<'_>,
 ) -> Result<Headers, Error> {
-    let timestamp = options.timestamp_ms().to_string();
+    let timestamp = options.timestamp().to_string();
     let payload = prefixed::signing_string(&timestamp, request)?;
-    let api_key = options.api_key(client, key)?;
+    let api_key = options.api_key_for(client, key)?;
     let signature = client.sign(key, payload.as_bytes())?;
     Ok(vec![
         ("KC-API-KEY", api_key),

@@ -176,11 +176,11 @@ impl<'a> Options<'a> {
         self
     }
 
-    fn timestamp_ms(&self) -> u64 {
+    fn timestamp(&self) -> u64 {
         self.timestamp_ms.unwrap_or_else(now_ms)
     }
 
-    fn api_key(&self, client: &mut Client, key: &str) -> Result<String, Error> {
+    fn api_key_for(&self, client: &mut Client, key: &str) -> Result<String, Error> {
         match self.api_key {
             Some(id) => Ok(id.to_owned()),
             None => api_key(client, key),

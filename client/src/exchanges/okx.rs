@@ -25,9 +25,9 @@ pub fn headers(
     passphrase: &str,
     options: &Options<'_>,
 ) -> Result<Headers, Error> {
-    let timestamp = iso_timestamp(options.timestamp_ms());
+    let timestamp = iso_timestamp(options.timestamp());
     let payload = prefixed::signing_string(&timestamp, request)?;
-    let api_key = options.api_key(client, key)?;
+    let api_key = options.api_key_for(client, key)?;
     let signature = client.sign(key, payload.as_bytes())?;
     Ok(vec![
         ("OK-ACCESS-KEY", api_key),
