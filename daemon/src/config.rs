@@ -28,6 +28,12 @@
 //! timestamp_window_ms = 5000       # payload rules: docs/POLICY.md says what each one sees
 //! max_recv_window_ms = 10000
 //! deny_params = ["address"]
+//! allow_symbols = ["BTCUSDT"]     # order rules: docs/POLICY.md, "Order rules"
+//! allow_sides = ["BUY", "SELL"]
+//! allow_order_types = ["LIMIT", "LIMIT_MAKER"]
+//! max_quantity = "0.5"             # decimal strings: exact, never a float
+//! max_notional = "1000"
+//! orders_per_minute = 30           # separate from rate_per_sec
 //!
 //! [keys."okx-main"]
 //! format = "okx"
@@ -42,7 +48,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::payload::{self, Format, Rules};
+use crate::payload::{self, Decimal, Format, OrderRules, Rules};
 use crate::policy::{KeyPolicy, Policy, RateLimit};
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +147,17 @@ struct PolicySection {
     allow_paths: Vec<String>,
     #[serde(default)]
     deny_paths: Vec<String>,
+    // Order rules (issue 17); limits are decimal strings, so the config is as exact as the
+    // comparison (a TOML float would already be rounded).
+    #[serde(default)]
+    allow_symbols: Vec<String>,
+    #[serde(default)]
+    allow_sides: Vec<String>,
+    #[serde(default)]
+    allow_order_types: Vec<String>,
+    max_quantity: Option<String>,
+    max_notional: Option<String>,
+    orders_per_minute: Option<u32>,
 }
 
 /// The `[daemon]` section, resolved. Read at start only; flags override it.
@@ -313,7 +330,9 @@ fn resolve_policy(section: &PolicySection, at: &str) -> Result<KeyPolicy, String
         .map(str::parse::<Format>)
         .transpose()
         .map_err(|err| format!("{at}.format: {err}"))?;
+    let orders = resolve_order_rules(section, at)?;
     let rules = Rules {
+        orders,
         deny_params: section.deny_params.clone(),
         allow_paths: section.allow_paths.clone(),
         deny_paths: section.deny_paths.clone(),
@@ -329,6 +348,47 @@ fn resolve_policy(section: &PolicySection, at: &str) -> Result<KeyPolicy, String
         max_payload_bytes: section.max_payload_bytes,
         format,
         rules,
+    })
+}
+
+fn resolve_order_rules(section: &PolicySection, at: &str) -> Result<OrderRules, String> {
+    for (field, list) in [
+        ("allow_symbols", &section.allow_symbols),
+        ("allow_sides", &section.allow_sides),
+        ("allow_order_types", &section.allow_order_types),
+    ] {
+        if let Some(entry) = list
+            .iter()
+            .find(|entry| entry.trim().is_empty() || entry.trim() != *entry)
+        {
+            return Err(format!(
+                "{at}.{field}: {entry:?} is not a value an exchange sends (empty or spaced)"
+            ));
+        }
+    }
+    let limit = |field: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(|text| {
+                Decimal::parse(text).map_err(|err| {
+                    format!(
+                        "{at}.{field}: {text:?} is not an exact decimal ({err}); write digits with at most one '.', e.g. \"1000\" or \"0.5\""
+                    )
+                })
+            })
+            .transpose()
+    };
+    if section.orders_per_minute == Some(0) {
+        return Err(format!(
+            "{at}.orders_per_minute must be positive (omit it to not limit orders)"
+        ));
+    }
+    Ok(OrderRules {
+        allow_symbols: section.allow_symbols.clone(),
+        allow_sides: section.allow_sides.clone(),
+        allow_order_types: section.allow_order_types.clone(),
+        max_quantity: limit("max_quantity", &section.max_quantity)?,
+        max_notional: limit("max_notional", &section.max_notional)?,
+        orders_per_minute: section.orders_per_minute,
     })
 }
 
@@ -426,8 +486,36 @@ mod tests {
             vec!["/api/v5/trade/order".to_owned()]
         );
         let cb = &config.policy.keys["cb"];
+        assert!(cb.rules.orders.is_empty());
         assert_eq!(cb.rules.max_token_lifetime_secs, Some(120));
         assert_eq!(config.daemon.socket_gid, Some(0));
+    }
+
+    #[test]
+    fn order_rules_parse_as_exact_decimals() {
+        let config = parse(
+            r#"
+            [keys.bot]
+            format = "binance"
+            allow_symbols = ["BTCUSDT", "ETHUSDT"]
+            allow_sides = ["BUY"]
+            allow_order_types = ["LIMIT", "LIMIT_MAKER"]
+            max_quantity = "0.50"
+            max_notional = "1000"
+            orders_per_minute = 30
+            "#,
+        )
+        .unwrap();
+        let orders = &config.policy.keys["bot"].rules.orders;
+        assert_eq!(orders.allow_symbols, ["BTCUSDT", "ETHUSDT"]);
+        assert_eq!(orders.max_quantity, Some(Decimal::parse("0.5").unwrap()));
+        assert_eq!(orders.orders_per_minute, Some(30));
+        assert_eq!(
+            config.policy.order_rules_report(),
+            [
+                "key \"bot\": allow_symbols=BTCUSDT,ETHUSDT allow_sides=BUY allow_order_types=LIMIT,LIMIT_MAKER max_quantity=0.5 max_notional=1000 orders_per_minute=30"
+            ]
+        );
     }
 
     #[test]
@@ -501,6 +589,43 @@ mod tests {
             (
                 "[keys.k]\nformat = \"bybit\"\nmax_recv_window_ms = 0",
                 "keys.k.max_recv_window_ms must be positive",
+            ),
+            // Order rules (issue 17): exact decimal strings, and only where the order shows.
+            (
+                "[keys.k]\nformat = \"binance\"\nmax_notional = 1000.5",
+                "invalid type: floating point `1000.5`, expected a string",
+            ),
+            (
+                "[keys.k]\nformat = \"binance\"\nmax_notional = \"1e3\"",
+                "keys.k.max_notional: \"1e3\" is not an exact decimal (an exponent is not allowed)",
+            ),
+            (
+                "[keys.k]\nformat = \"okx\"\nmax_quantity = \"-1\"",
+                "keys.k.max_quantity: \"-1\" is not an exact decimal (a sign is not allowed)",
+            ),
+            (
+                "[keys.k]\nformat = \"okx\"\nmax_quantity = \"01\"",
+                "a leading zero is not allowed",
+            ),
+            (
+                "[keys.k]\nformat = \"okx\"\norders_per_minute = 0",
+                "keys.k.orders_per_minute must be positive",
+            ),
+            (
+                "[keys.k]\nformat = \"okx\"\nallow_symbols = [\" BTC-USDT\"]",
+                "keys.k.allow_symbols: \" BTC-USDT\" is not a value an exchange sends",
+            ),
+            (
+                "[keys.k]\nformat = \"kraken\"\nallow_symbols = [\"XBTUSD\"]",
+                "keys.k.allow_symbols: order rules cannot be judged on kraken payloads: the order's fields are hashed",
+            ),
+            (
+                "[keys.k]\nformat = \"coinbase-jwt\"\nmax_notional = \"100\"",
+                "keys.k.max_notional: order rules cannot be judged on coinbase-jwt payloads: the JWT signs the path only",
+            ),
+            (
+                "[keys.k]\nallow_paths = [\"/x\"]\nmax_recv_window_ms = 1\nmax_notional = \"1\"",
+                "keys.k.format: no payload format can judge",
             ),
         ];
         for (text, expected) in cases {

@@ -258,6 +258,7 @@ async fn serve(
     if !daemon.lifecycle.is_ephemeral() {
         daemon.warn_about_unknown_key_tables("start");
     }
+    log_order_rules(&daemon.policy(), "start");
     if let Some((path, passphrase)) = headless_passphrase(&args)? {
         daemon
             .unlock(passphrase)
@@ -357,6 +358,14 @@ fn spawn_signal_handlers(
     Ok(())
 }
 
+/// Logs each policy section's order rules (issue 17): the admin's view of them, since the
+/// wire's `Status` has no field for them (`keyward status` shows the keystore's state).
+fn log_order_rules(policy: &policy::Policy, when: &str) {
+    for line in policy.order_rules_report() {
+        tracing::info!("{when}: order rules: {line}");
+    }
+}
+
 /// Re-reads the config file and puts its policy in force, or keeps the old one if the new
 /// file is invalid. The `[daemon]` section is read at start only.
 fn reload_policy(daemon: &Daemon, config: Option<&(PathBuf, bool)>, at_start: &DaemonConfig) {
@@ -370,6 +379,7 @@ fn reload_policy(daemon: &Daemon, config: Option<&(PathBuf, bool)>, at_start: &D
             tracing::info!("SIGHUP: policy reloaded");
             daemon.warn_about_unknown_key_tables("SIGHUP");
             daemon.report_format_disagreements("SIGHUP");
+            log_order_rules(&daemon.policy(), "SIGHUP");
             if new.daemon != *at_start {
                 tracing::warn!(
                     "SIGHUP: the [daemon] section changed; those settings take effect only at restart"

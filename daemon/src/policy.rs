@@ -119,6 +119,20 @@ impl Policy {
         })
     }
 
+    /// One line per policy section that has order rules (`[defaults]`, then each
+    /// `[keys."NAME"]`), for the daemon's log at start and SIGHUP.
+    pub(crate) fn order_rules_report(&self) -> Vec<String> {
+        std::iter::once(("[defaults]".to_owned(), &self.defaults))
+            .chain(
+                self.keys
+                    .iter()
+                    .map(|(name, section)| (format!("key {name:?}"), section)),
+            )
+            .filter(|(_, section)| !section.rules.orders.is_empty())
+            .map(|(who, section)| format!("{who}: {}", section.rules.orders.describe()))
+            .collect()
+    }
+
     /// May `peer` talk to the daemon at all? Peers with no right of any kind are answered
     /// `Denied` and closed before anything they send is read.
     pub(crate) fn may_connect(&self, peer: &Peer, daemon_uid: u32) -> bool {
@@ -129,14 +143,15 @@ impl Policy {
 }
 
 /// Judges one payload against a key's policy: the size limit on the raw bytes, then the
-/// payload rules on a strict parse in `format`. The error is the reason, one line, for the
-/// client and the audit log; it quotes at most a short name or path, never a value.
+/// payload rules (order rules included) on a strict parse in `format`. `Ok` holds how many
+/// orders the payload places (for `orders_per_minute`). The error is the reason, one line,
+/// for the client and the audit log; it quotes at most a short excerpt of a name or value.
 pub(crate) fn judge_payload(
     policy: &KeyPolicy,
     format: Option<Format>,
     payload: &[u8],
     ctx: payload::Context<'_>,
-) -> Result<(), String> {
+) -> Result<usize, String> {
     if let Some(max) = policy.max_payload_bytes
         && payload.len() > max
     {
@@ -146,11 +161,12 @@ pub(crate) fn judge_payload(
         ));
     }
     payload::judge(format, payload, &policy.rules, ctx)
-        .map(drop)
+        .map(|parsed| parsed.map_or(0, |parsed| parsed.orders.len()))
         .map_err(|refusal| refusal.to_string())
 }
 
-/// Applies the key's payload rules and rate limit to the payloads about to be signed.
+/// Applies the key's payload rules, order rules and rate limits to the payloads about to be
+/// signed. Every payload is judged before any token is taken, so a refused batch costs none.
 pub(crate) fn enforce_key_policy(
     policy: &Policy,
     rates: &RateLimiter,
@@ -168,9 +184,37 @@ pub(crate) fn enforce_key_policy(
             }),
         api_key: entry.info.api_key.as_deref(),
     };
+    let mut orders = 0usize;
     for payload in payloads {
-        judge_payload(rules, format, payload, ctx)
+        orders += judge_payload(rules, format, payload, ctx)
             .map_err(|why| Failure::new(ErrorCode::PolicyViolation, why))?;
+    }
+    let now = Instant::now();
+    let order_limit = rules
+        .rules
+        .orders
+        .orders_per_minute
+        .filter(|_| orders > 0)
+        .map(|per_minute| RateLimit {
+            per_sec: f64::from(per_minute) / 60.0,
+            burst: per_minute,
+        });
+    if let Some(limit) = order_limit {
+        let n = u32::try_from(orders).unwrap_or(u32::MAX);
+        if n > limit.burst {
+            return Err(Failure::new(
+                ErrorCode::PolicyViolation,
+                format!(
+                    "orders_per_minute: {n} orders exceed key {key:?}'s limit of {} a minute",
+                    limit.burst
+                ),
+            ));
+        }
+        // Checked (not taken) first: a signature refused by the order limit should not
+        // also spend the signature rate limit, and the reverse.
+        rates
+            .check_orders(key, limit, n, now)
+            .map_err(|wait| orders_refusal(key, limit, wait))?;
     }
     if let Some(limit) = rules.rate {
         let n = u32::try_from(payloads.len()).unwrap_or(u32::MAX);
@@ -183,7 +227,7 @@ pub(crate) fn enforce_key_policy(
                 ),
             ));
         }
-        rates.take(key, limit, n, Instant::now()).map_err(|wait| {
+        rates.take(key, limit, n, now).map_err(|wait| {
             Failure::new(
                 ErrorCode::RateLimited,
                 format!(
@@ -194,13 +238,32 @@ pub(crate) fn enforce_key_policy(
             )
         })?;
     }
+    if let Some(limit) = order_limit {
+        let n = u32::try_from(orders).unwrap_or(u32::MAX);
+        rates
+            .take_orders(key, limit, n, now)
+            .map_err(|wait| orders_refusal(key, limit, wait))?;
+    }
     Ok(())
 }
 
-/// Token buckets, one per key.
+fn orders_refusal(key: &str, limit: RateLimit, wait: Duration) -> Failure {
+    Failure::new(
+        ErrorCode::RateLimited,
+        format!(
+            "orders_per_minute: key {key:?} has placed its {} orders a minute; retry in {} ms",
+            limit.burst,
+            wait.as_millis().max(1)
+        ),
+    )
+}
+
+/// Token buckets, one per key for signatures and one per key for orders
+/// (`orders_per_minute`, separate from the signature rate).
 #[derive(Debug, Default)]
 pub(crate) struct RateLimiter {
     buckets: Mutex<HashMap<String, Bucket>>,
+    orders: Mutex<HashMap<String, Bucket>>,
 }
 
 #[derive(Debug)]
@@ -219,38 +282,72 @@ impl RateLimiter {
         n: u32,
         now: Instant,
     ) -> Result<(), Duration> {
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+        take_from(&self.buckets, key, limit, n, now, true)
+    }
+
+    /// Takes `n` orders from `key`'s order bucket, or says how long until they will be there.
+    pub(crate) fn take_orders(
+        &self,
+        key: &str,
+        limit: RateLimit,
+        n: u32,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        take_from(&self.orders, key, limit, n, now, true)
+    }
+
+    /// Whether `n` orders could be taken now, taking none.
+    pub(crate) fn check_orders(
+        &self,
+        key: &str,
+        limit: RateLimit,
+        n: u32,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        take_from(&self.orders, key, limit, n, now, false)
+    }
+}
+
+fn take_from(
+    buckets: &Mutex<HashMap<String, Bucket>>,
+    key: &str,
+    limit: RateLimit,
+    n: u32,
+    now: Instant,
+    take: bool,
+) -> Result<(), Duration> {
+    let mut buckets = buckets
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+        limit,
+        tokens: f64::from(limit.burst),
+        last: now,
+    });
+    if bucket.limit != limit {
+        // The policy changed (SIGHUP): start the new limit with a full bucket.
+        *bucket = Bucket {
             limit,
             tokens: f64::from(limit.burst),
             last: now,
-        });
-        if bucket.limit != limit {
-            // The policy changed (SIGHUP): start the new limit with a full bucket.
-            *bucket = Bucket {
-                limit,
-                tokens: f64::from(limit.burst),
-                last: now,
-            };
-        }
-        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * limit.per_sec).min(f64::from(limit.burst));
-        bucket.last = now;
-        let wanted = f64::from(n);
-        if bucket.tokens >= wanted {
+        };
+    }
+    let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
+    bucket.tokens = (bucket.tokens + elapsed * limit.per_sec).min(f64::from(limit.burst));
+    bucket.last = now;
+    let wanted = f64::from(n);
+    if bucket.tokens >= wanted {
+        if take {
             bucket.tokens -= wanted;
-            Ok(())
-        } else {
-            // The config bounds the rate, so this cannot overflow; if it ever did, "wait
-            // forever" is the safe answer, never a panic.
-            Err(
-                Duration::try_from_secs_f64((wanted - bucket.tokens) / limit.per_sec)
-                    .unwrap_or(Duration::MAX),
-            )
         }
+        Ok(())
+    } else {
+        // The config bounds the rate, so this cannot overflow; if it ever did, "wait
+        // forever" is the safe answer, never a panic.
+        Err(
+            Duration::try_from_secs_f64((wanted - bucket.tokens) / limit.per_sec)
+                .unwrap_or(Duration::MAX),
+        )
     }
 }
 
@@ -312,9 +409,9 @@ mod tests {
         };
         let rules = key_policy();
         let binance = |payload: &[u8]| judge_payload(&rules, Some(Format::Binance), payload, ctx);
-        assert_eq!(binance(b"symbol=BTCUSDT&timestamp=1700000001000"), Ok(()));
+        assert_eq!(binance(b"symbol=BTCUSDT&timestamp=1700000001000"), Ok(0));
         // Microseconds are understood too.
-        assert_eq!(binance(b"timestamp=1700000001000000"), Ok(()));
+        assert_eq!(binance(b"timestamp=1700000001000000"), Ok(0));
         let stale = binance(b"symbol=X&timestamp=1699999990000").unwrap_err();
         assert!(stale.contains("10000 ms"), "{stale}");
         let missing = binance(b"symbol=X").unwrap_err();
@@ -337,7 +434,7 @@ mod tests {
         let nested = br#"1700000000000POST/api/v1/orders{"a":{"b":[{"\u0061ddress":1}]}}"#;
         assert!(kucoin(nested).unwrap_err().contains("\"address\""));
         let json = br#"1700000000000POST/api/v1/orders{"symbol":"X"}"#;
-        assert_eq!(kucoin(json), Ok(()));
+        assert_eq!(kucoin(json), Ok(0));
         assert!(kucoin(b"1700000000000POST/api/v1/orders{not json").is_err());
         // Bytes of another format do not parse: refused, not guessed at.
         let other = kucoin(b"symbol=X&timestamp=1700000000000").unwrap_err();
@@ -351,7 +448,7 @@ mod tests {
         // No rules, no parsing: any bytes pass.
         assert_eq!(
             judge_payload(&KeyPolicy::default(), None, &[0xff, 0x00], ctx),
-            Ok(())
+            Ok(0)
         );
     }
 
@@ -399,5 +496,30 @@ mod tests {
         );
         // Other keys have their own bucket.
         assert_eq!(limiter.take("other", limit, 3, start), Ok(()));
+    }
+
+    #[test]
+    fn orders_have_a_bucket_of_their_own_and_checking_takes_nothing() {
+        let limiter = RateLimiter::default();
+        let per_minute = RateLimit {
+            per_sec: 2.0 / 60.0,
+            burst: 2,
+        };
+        let start = Instant::now();
+        // The signature bucket of the same key is another bucket.
+        assert_eq!(limiter.take("k", per_minute, 2, start), Ok(()));
+        for _ in 0..3 {
+            assert_eq!(limiter.check_orders("k", per_minute, 2, start), Ok(()));
+        }
+        assert_eq!(limiter.take_orders("k", per_minute, 2, start), Ok(()));
+        let wait = limiter.check_orders("k", per_minute, 1, start).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(29) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert_eq!(
+            limiter.take_orders("k", per_minute, 1, start + Duration::from_secs(30)),
+            Ok(())
+        );
     }
 }

@@ -138,15 +138,28 @@ pub(crate) fn parse(payload: &[u8]) -> Result<ParsedRequest, ParseError> {
         }
     }
     request.recv_window_ms.get_or_insert(DEFAULT_RECV_WINDOW_MS);
+    let named: Vec<(String, String)> = pairs
+        .iter()
+        .map(|pair| (pair.name.clone(), pair.value.clone()))
+        .collect();
+    request.orders = super::orders::from_form(&named, Format::Binance);
+    // USDⓈ-M futures' `POST /fapi/v1/batchOrders`: the orders are a JSON array in one value.
+    if let Some(batch) = pairs
+        .iter()
+        .find(|pair| super::fold(&pair.name) == "batchorders")
+    {
+        let value_at = batch.at + batch.name.len() + 1;
+        let list = super::json::parse_body(batch.value.as_bytes(), value_at).map_err(|_| {
+            ParseError::new(
+                value_at,
+                ParseErrorKind::BadValue("batchOrders must be a strict JSON array of orders"),
+            )
+        })?;
+        request
+            .orders
+            .extend(super::orders::from_json(&list, Format::Binance));
+    }
     super::push_form_params(pairs, &mut request.params);
-    request.fill_order([
-        Some("symbol"),
-        Some("side"),
-        Some("type"),
-        Some("quantity"),
-        Some("price"),
-        Some("quoteOrderQty"),
-    ]);
     Ok(request)
 }
 

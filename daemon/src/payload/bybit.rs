@@ -5,6 +5,8 @@
 //! The API key must be the key's stored API key id: a payload naming another key is not this
 //! key's to sign. recv_window is the longest run of digits after the key; a query starting
 //! with a digit would only make it look longer, which the max_recv_window_ms rule errs on.
+//!
+//! Orders are read from a JSON body only: a query is a GET, and reads place no orders.
 
 use super::{Format, ParseError, ParseErrorKind, ParsedRequest, timestamp};
 
@@ -51,6 +53,7 @@ pub(crate) fn parse(payload: &[u8], api_key: Option<&str>) -> Result<ParsedReque
         Some(b'{' | b'[') => {
             let body = super::json::parse_body(rest, rest_at)?;
             super::push_json_params(&body, &mut request.params);
+            request.orders = super::orders::from_json(&body, Format::Bybit);
         }
         _ => {
             let pairs = super::form::parse(rest, rest_at)?;
@@ -60,13 +63,5 @@ pub(crate) fn parse(payload: &[u8], api_key: Option<&str>) -> Result<ParsedReque
             super::push_form_params(pairs, &mut request.params);
         }
     }
-    request.fill_order([
-        Some("symbol"),
-        Some("side"),
-        Some("orderType"),
-        Some("qty"),
-        Some("price"),
-        None,
-    ]);
     Ok(request)
 }

@@ -332,9 +332,12 @@ fn parsed_requests_expose_what_the_rules_and_later_limits_read() {
     assert_eq!(parsed.method, Some(super::Method::Post));
     assert_eq!(parsed.path.as_deref(), Some("/api/v5/trade/order"));
     assert_eq!(parsed.timestamp_ms, Some(1_607_418_537_715));
-    assert_eq!(parsed.order.symbol.as_deref(), Some("BTC-USDT"));
-    assert_eq!(parsed.order.price.as_deref(), Some("2.15"));
-    assert_eq!(parsed.order.quantity.as_deref(), Some("2"));
+    let value = |field: &Option<super::Field>| field.as_ref().and_then(|f| f.value.clone());
+    // The order, and the attached take-profit, which inherits the order's fields.
+    assert_eq!(parsed.orders.len(), 1);
+    assert_eq!(value(&parsed.orders[0].symbol).as_deref(), Some("BTC-USDT"));
+    assert_eq!(value(&parsed.orders[0].price).as_deref(), Some("2.15"));
+    assert_eq!(value(&parsed.orders[0].quantity).as_deref(), Some("2"));
     assert_eq!(names_at_depth(&parsed, 2), ["tpTriggerPx"]);
 
     let parsed = judged(
@@ -358,7 +361,13 @@ fn parsed_requests_expose_what_the_rules_and_later_limits_read() {
         ]
     );
     assert_eq!(parsed.top_level("timeInForce"), Some("GTC"));
-    assert_eq!(parsed.order.quantity.as_deref(), Some("1"));
+    assert_eq!(
+        parsed.orders[0]
+            .quantity
+            .as_ref()
+            .and_then(|f| f.value.as_deref()),
+        Some("1")
+    );
     assert_eq!(parsed.recv_window_ms, Some(5000));
 
     let parsed = judged(Format::Bybit, "1658384314791XXXXXXXXXX5000category=option")

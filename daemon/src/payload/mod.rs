@@ -13,19 +13,24 @@
 mod binance;
 mod bybit;
 mod coinbase_jwt;
+mod decimal;
 mod form;
 mod json;
 mod kraken;
+mod orders;
 mod path;
 mod rules;
 mod timestamp;
 
 #[cfg(test)]
 mod corpus;
+#[cfg(test)]
+mod order_corpus;
 
 use std::fmt;
 
-pub(crate) use rules::{Context, Rules, judge, validate};
+pub(crate) use decimal::Decimal;
+pub(crate) use rules::{Context, OrderRules, Rules, judge, validate};
 
 /// How a key's exchange builds the string it signs: the protocol's type, since clients name
 /// it at import and generate and see it in `list`. Names as in the config file.
@@ -104,16 +109,30 @@ pub(crate) struct JwtClaims {
     pub(crate) host: Option<String>,
 }
 
-/// The order fields a trading-limits rule will look at, as the exchange spells them, with
-/// the values as decimal strings (a JSON number's own text, never through a float).
+/// One order field as the request spells it: the exchange's name for it (as sent) and its
+/// value (a string's contents or a JSON number's own text, never through a float; `None` for
+/// an object or array).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Field {
+    pub(crate) name: String,
+    pub(crate) value: Option<String>,
+}
+
+/// The fields of one order that the order rules judge (see [`orders`] for how each format's
+/// orders are found). `quantity` is in the base asset (or the exchange's contracts), and
+/// `quote_quantity` in the quote currency; a field whose unit the request does not settle is
+/// in both.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct OrderFields {
-    pub(crate) symbol: Option<String>,
-    pub(crate) side: Option<String>,
-    pub(crate) order_type: Option<String>,
-    pub(crate) quantity: Option<String>,
-    pub(crate) price: Option<String>,
-    pub(crate) quote_quantity: Option<String>,
+    pub(crate) symbol: Option<Field>,
+    pub(crate) side: Option<Field>,
+    pub(crate) order_type: Option<Field>,
+    pub(crate) quantity: Option<Field>,
+    pub(crate) price: Option<Field>,
+    pub(crate) quote_quantity: Option<Field>,
+    /// The order type is a limit type, whose price bounds the fill; exchanges ignore a price
+    /// sent with a market order.
+    pub(crate) price_binds: bool,
 }
 
 /// What a strict parse of a payload found.
@@ -132,7 +151,9 @@ pub(crate) struct ParsedRequest {
     /// The validity window the exchange applies (the signed value, else its default), ms.
     pub(crate) recv_window_ms: Option<u64>,
     pub(crate) jwt: Option<JwtClaims>,
-    pub(crate) order: OrderFields,
+    /// Every order in the request, one per batch element or order-list leg; empty for a
+    /// request that is not an order (a cancel, a query).
+    pub(crate) orders: Vec<OrderFields>,
     /// Binance only: the decoded text where the query's last value meets the body's first
     /// name with no separator. A denied name at its end is refused whatever the split.
     pub(crate) seam: Option<String>,
@@ -149,13 +170,14 @@ impl ParsedRequest {
             timestamp_ms: None,
             recv_window_ms: None,
             jwt: None,
-            order: OrderFields::default(),
+            orders: Vec::new(),
             seam: None,
         }
     }
 
     /// The value of the first parameter at the top level (form, or JSON depth 1) named
     /// exactly `name`.
+    #[cfg(test)]
     fn top_level(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
@@ -163,23 +185,6 @@ impl ParsedRequest {
                 param.name == name && matches!(param.place, Place::Form | Place::Json { depth: 1 })
             })
             .and_then(|param| param.value.as_deref())
-    }
-
-    /// Fills [`OrderFields`] from the top-level parameters, with the exchange's names for
-    /// symbol, side, type, quantity, price and quote quantity.
-    fn fill_order(&mut self, names: [Option<&str>; 6]) {
-        let get = |name: Option<&str>| {
-            name.and_then(|name| self.top_level(name))
-                .map(str::to_owned)
-        };
-        self.order = OrderFields {
-            symbol: get(names[0]),
-            side: get(names[1]),
-            order_type: get(names[2]),
-            quantity: get(names[3]),
-            price: get(names[4]),
-            quote_quantity: get(names[5]),
-        };
     }
 }
 

@@ -57,7 +57,16 @@ pub(crate) fn parse_prefixed(payload: &[u8], format: Format) -> Result<ParsedReq
                 ParseErrorKind::Expected("a query after '?'"),
             ));
         }
-        super::push_form_params(super::form::parse(query, start)?, &mut request.params);
+        let pairs = super::form::parse(query, start)?;
+        if method != Method::Get {
+            // A query is read by some servers on any method: a non-GET one is judged too.
+            let named: Vec<(String, String)> = pairs
+                .iter()
+                .map(|pair| (pair.name.clone(), pair.value.clone()))
+                .collect();
+            request.orders = super::orders::from_form(&named, format);
+        }
+        super::push_form_params(pairs, &mut request.params);
         request.query = Some(super::utf8(query, start)?.to_owned());
         at = end;
     }
@@ -73,34 +82,10 @@ pub(crate) fn parse_prefixed(payload: &[u8], format: Format) -> Result<ParsedReq
         }
         let body = super::json::parse_body(&payload[at..], at)?;
         super::push_json_params(&body, &mut request.params);
+        request
+            .orders
+            .extend(super::orders::from_json(&body, format));
     }
-    let names = match format {
-        Format::Okx => [
-            Some("instId"),
-            Some("side"),
-            Some("ordType"),
-            Some("sz"),
-            Some("px"),
-            None,
-        ],
-        Format::Kucoin => [
-            Some("symbol"),
-            Some("side"),
-            Some("type"),
-            Some("size"),
-            Some("price"),
-            Some("funds"),
-        ],
-        _ => [
-            Some("symbol"),
-            Some("side"),
-            Some("orderType"),
-            Some("size"),
-            Some("price"),
-            None,
-        ],
-    };
-    request.fill_order(names);
     Ok(request)
 }
 

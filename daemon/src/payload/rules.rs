@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Format, ParseError, ParsedRequest, excerpt};
+use super::{Decimal, Field, Format, OrderFields, ParseError, ParsedRequest, excerpt};
 
 /// A key's payload rules, as plain data (the config module builds it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,6 +22,84 @@ pub(crate) struct Rules {
     pub(crate) max_recv_window_ms: Option<u64>,
     /// Coinbase JWT: `exp - nbf` must be at most this many seconds.
     pub(crate) max_token_lifetime_secs: Option<u64>,
+    /// What orders this key may place (issue 17).
+    pub(crate) orders: OrderRules,
+}
+
+/// A key's order rules: judged on every order in a request ([`ParsedRequest::orders`]);
+/// a request with no order (a cancel, a query) passes them. Lists match exactly, in the
+/// exchange's own spelling; limits are exact decimals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OrderRules {
+    pub(crate) allow_symbols: Vec<String>,
+    pub(crate) allow_sides: Vec<String>,
+    pub(crate) allow_order_types: Vec<String>,
+    /// Base-asset quantity (the exchange's contracts for derivatives).
+    pub(crate) max_quantity: Option<Decimal>,
+    /// Price × quantity, or a quote quantity, in the quote currency.
+    pub(crate) max_notional: Option<Decimal>,
+    /// Orders a minute, counted by the policy module (a batch counts each order).
+    pub(crate) orders_per_minute: Option<u32>,
+}
+
+impl OrderRules {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.allow_symbols.is_empty()
+            && self.allow_sides.is_empty()
+            && self.allow_order_types.is_empty()
+            && self.max_quantity.is_none()
+            && self.max_notional.is_none()
+            && self.orders_per_minute.is_none()
+    }
+
+    /// The config name of the first rule set, for messages.
+    pub(crate) fn first_set(&self) -> Option<&'static str> {
+        [
+            ("allow_symbols", !self.allow_symbols.is_empty()),
+            ("allow_sides", !self.allow_sides.is_empty()),
+            ("allow_order_types", !self.allow_order_types.is_empty()),
+            ("max_quantity", self.max_quantity.is_some()),
+            ("max_notional", self.max_notional.is_some()),
+            ("orders_per_minute", self.orders_per_minute.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, set)| *set)
+        .map(|(name, _)| name)
+    }
+
+    /// One line for the daemon's log: what this key may order.
+    pub(crate) fn describe(&self) -> String {
+        let list = |items: &[String]| {
+            if items.is_empty() {
+                "any".to_owned()
+            } else {
+                items.join(",")
+            }
+        };
+        let limit = |value: &Option<Decimal>| {
+            value
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), Decimal::to_string)
+        };
+        format!(
+            "allow_symbols={} allow_sides={} allow_order_types={} max_quantity={} max_notional={} orders_per_minute={}",
+            list(&self.allow_symbols),
+            list(&self.allow_sides),
+            list(&self.allow_order_types),
+            limit(&self.max_quantity),
+            limit(&self.max_notional),
+            self.orders_per_minute
+                .map_or_else(|| "none".to_owned(), |n| n.to_string()),
+        )
+    }
+}
+
+/// The formats whose signed string shows an order's fields.
+fn shows_orders(format: Format) -> bool {
+    matches!(
+        format,
+        Format::Binance | Format::Bybit | Format::Okx | Format::Kucoin | Format::Bitget
+    )
 }
 
 impl Rules {
@@ -33,6 +111,7 @@ impl Rules {
             && self.timestamp_window_ms.is_none()
             && self.max_recv_window_ms.is_none()
             && self.max_token_lifetime_secs.is_none()
+            && self.orders.is_empty()
     }
 
     /// The first rule `format` cannot judge, by its config name.
@@ -62,6 +141,8 @@ impl Rules {
             Some("max_recv_window_ms")
         } else if self.max_token_lifetime_secs.is_some() && format != Format::CoinbaseJwt {
             Some("max_token_lifetime_secs")
+        } else if !shows_orders(format) {
+            self.orders.first_set()
         } else {
             None
         }
@@ -121,6 +202,18 @@ pub(crate) enum Refusal {
         lifetime_secs: u64,
         max_secs: u64,
     },
+    /// An order rule refused one order: which rule, and why (the field and its value).
+    Order {
+        /// `(index from 1, count)` when the request holds more than one order.
+        position: Option<(usize, usize)>,
+        rule: &'static str,
+        why: String,
+    },
+    /// More orders than `orders_per_minute` allows in one request.
+    TooManyOrders {
+        orders: usize,
+        per_minute: u32,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -178,6 +271,20 @@ impl fmt::Display for Refusal {
             } => write!(
                 f,
                 "JWT lives {lifetime_secs} s (exp - nbf); this key allows {max_secs} s"
+            ),
+            Refusal::Order {
+                position,
+                rule,
+                why,
+            } => {
+                if let Some((index, count)) = position {
+                    write!(f, "order {index} of {count}: ")?;
+                }
+                write!(f, "{rule}: {why}")
+            }
+            Refusal::TooManyOrders { orders, per_minute } => write!(
+                f,
+                "orders_per_minute: a request of {orders} orders exceeds this key's limit of {per_minute} a minute"
             ),
         }
     }
@@ -241,6 +348,18 @@ pub(crate) fn validate(format: Option<Format>, rules: &Rules) -> Result<(), Inva
             "raw has no parse, so a section with format raw can have no payload rules",
         ),
         Some(format) => match rules.unjudgeable(format) {
+            Some(rule) if rules.orders.first_set() == Some(rule) => invalid(
+                rule,
+                format!(
+                    "order rules cannot be judged on {format} payloads: {}; see docs/POLICY.md",
+                    match format {
+                        Format::Kraken => "the order's fields are hashed, only the path is signed",
+                        Format::CoinbaseJwt =>
+                            "the JWT signs the path only, the order body is not signed",
+                        _ => "the signed string does not show the order",
+                    }
+                ),
+            ),
             Some(rule) => invalid(
                 rule,
                 format!(
@@ -294,6 +413,7 @@ pub(crate) fn judge(
     check_params(&parsed, rules)?;
     check_paths(&parsed, rules)?;
     check_times(&parsed, rules, ctx.now_ms)?;
+    check_orders(&parsed, &rules.orders)?;
     Ok(Some(parsed))
 }
 
@@ -385,6 +505,171 @@ fn check_times(parsed: &ParsedRequest, rules: &Rules, now_ms: u64) -> Result<(),
                 lifetime_secs,
                 max_secs,
             });
+        }
+    }
+    Ok(())
+}
+
+fn check_orders(parsed: &ParsedRequest, rules: &OrderRules) -> Result<(), Refusal> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let count = parsed.orders.len();
+    if let Some(per_minute) = rules.orders_per_minute
+        && count > usize::try_from(per_minute).unwrap_or(usize::MAX)
+    {
+        return Err(Refusal::TooManyOrders {
+            orders: count,
+            per_minute,
+        });
+    }
+    // A batch is refused whole when any one order is: the first refusal is the reason.
+    for (index, order) in parsed.orders.iter().enumerate() {
+        check_order(order, rules).map_err(|(rule, why)| Refusal::Order {
+            position: (count > 1).then_some((index + 1, count)),
+            rule,
+            why,
+        })?;
+    }
+    Ok(())
+}
+
+type OrderRefusal = (&'static str, String);
+
+/// `name "value"` as a message quotes a field: the exchange's name, at most a short excerpt.
+fn quoted(field: &Field) -> String {
+    match &field.value {
+        Some(value) => format!("{} {:?}", excerpt(&field.name), excerpt(value)),
+        None => format!("{} (an object or array)", excerpt(&field.name)),
+    }
+}
+
+fn check_listed(
+    rule: &'static str,
+    allowed: &[String],
+    field: Option<&Field>,
+    what: &str,
+) -> Result<(), OrderRefusal> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let field = field.ok_or_else(|| (rule, format!("the order names no {what}")))?;
+    if field
+        .value
+        .as_ref()
+        .is_some_and(|value| allowed.iter().any(|entry| entry == value))
+    {
+        Ok(())
+    } else {
+        Err((
+            rule,
+            format!("{} is not allowed for this key", quoted(field)),
+        ))
+    }
+}
+
+/// The exact decimal in `field`, or a refusal naming `rule`.
+fn decimal(rule: &'static str, field: &Field) -> Result<Decimal, OrderRefusal> {
+    let value = field
+        .value
+        .as_deref()
+        .ok_or_else(|| (rule, format!("{} is not a decimal", quoted(field))))?;
+    Decimal::parse(value).map_err(|err| {
+        (
+            rule,
+            format!("{} is not an exact decimal ({err})", quoted(field)),
+        )
+    })
+}
+
+fn check_order(order: &OrderFields, rules: &OrderRules) -> Result<(), OrderRefusal> {
+    check_listed(
+        "allow_symbols",
+        &rules.allow_symbols,
+        order.symbol.as_ref(),
+        "symbol",
+    )?;
+    check_listed(
+        "allow_sides",
+        &rules.allow_sides,
+        order.side.as_ref(),
+        "side",
+    )?;
+    check_listed(
+        "allow_order_types",
+        &rules.allow_order_types,
+        order.order_type.as_ref(),
+        "order type",
+    )?;
+    if let Some(max) = &rules.max_quantity {
+        const RULE: &str = "max_quantity";
+        let field = order.quantity.as_ref().ok_or_else(|| {
+            (
+                RULE,
+                match &order.quote_quantity {
+                    Some(quote) => format!(
+                        "the order is sized in the quote currency ({}), so its base quantity cannot be known",
+                        quoted(quote)
+                    ),
+                    None => "the order gives no quantity".to_owned(),
+                },
+            )
+        })?;
+        let quantity = decimal(RULE, field)?;
+        if &quantity > max {
+            return Err((
+                RULE,
+                format!(
+                    "{} {quantity} exceeds this key's limit of {max}",
+                    excerpt(&field.name)
+                ),
+            ));
+        }
+    }
+    if let Some(max) = &rules.max_notional {
+        const RULE: &str = "max_notional";
+        if let Some(field) = &order.quote_quantity {
+            let quote = decimal(RULE, field)?;
+            if &quote > max {
+                return Err((
+                    RULE,
+                    format!(
+                        "{} {quote} exceeds this key's limit of {max}",
+                        excerpt(&field.name)
+                    ),
+                ));
+            }
+        }
+        match (&order.quantity, &order.price) {
+            (None, _) if order.quote_quantity.is_some() => {}
+            (None, _) => return Err((RULE, "the order gives no quantity".to_owned())),
+            (Some(quantity_field), Some(price)) if order.price_binds => {
+                let quantity = decimal(RULE, quantity_field)?;
+                let price_value = decimal(RULE, price)?;
+                let notional = price_value.mul(&quantity);
+                if &notional > max {
+                    return Err((
+                        RULE,
+                        format!(
+                            "{} {price_value} × {} {quantity} = {notional} exceeds this key's limit of {max}",
+                            excerpt(&price.name),
+                            excerpt(&quantity_field.name)
+                        ),
+                    ));
+                }
+            }
+            (Some(_), _) => {
+                let kind = order
+                    .order_type
+                    .as_ref()
+                    .map_or_else(|| "no order type".to_owned(), quoted);
+                return Err((
+                    RULE,
+                    format!(
+                        "an order without a limit price ({kind}) has a notional that cannot be known"
+                    ),
+                ));
+            }
         }
     }
     Ok(())
