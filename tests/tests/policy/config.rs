@@ -255,3 +255,22 @@ fn a_peer_refused_at_connect_leaves_one_deny_record_in_the_audit_log() {
             .contains("may not use this keywardd")
     );
 }
+
+/// Order rules (issue 17) where the signed string hides the order stop the daemon, saying why.
+#[test]
+fn order_rules_on_kraken_or_coinbase_stop_the_daemon_with_the_reason() {
+    assert_eq!(
+        config_error("[keys.k]\nformat = \"kraken\"\nmax_notional = \"100\"\n"),
+        "keys.k.max_notional: order rules cannot be judged on kraken payloads: the order's \
+         fields are hashed, only the path is signed; see docs/POLICY.md"
+    );
+    assert_eq!(
+        config_error("[keys.k]\nformat = \"coinbase-jwt\"\nallow_symbols = [\"BTC-USD\"]\n"),
+        "keys.k.allow_symbols: order rules cannot be judged on coinbase-jwt payloads: the JWT \
+         signs the path only, the order body is not signed; see docs/POLICY.md"
+    );
+    assert!(
+        config_error("[keys.k]\nformat = \"binance\"\nmax_quantity = 0.5\n")
+            .contains("expected a string"),
+    );
+}

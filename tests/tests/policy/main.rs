@@ -1,6 +1,6 @@
 //! Who may sign what (issue 4), end to end with the real `keywardd` and `keyward`: the socket
 //! group, per-key allow lists (uids, primary and supplementary groups), payload rules, rate
-//! limits, the audit log, SIGHUP reload and config validation at start.
+//! limits, the audit log, SIGHUP reload, config validation at start and order rules.
 //!
 //! Other users are real other uids: `setpriv` runs a copy of `keyward`, or a small Perl relay
 //! that connects to the socket as that user and hands the connection to a Rust [`Client`] in
@@ -15,6 +15,7 @@ mod allow_lists;
 mod audit;
 mod config;
 mod formats;
+mod orders;
 mod payload;
 mod rate_limit;
 mod sighup;
