@@ -6,7 +6,7 @@
 //! key's to sign. recv_window is the longest run of digits after the key; a query starting
 //! with a digit would only make it look longer, which the max_recv_window_ms rule errs on.
 //!
-//! Orders are read from a JSON body only: a query is a GET, and reads place no orders.
+//! Orders are read from the JSON body, and from a query too: the method is not signed.
 
 use super::{Format, ParseError, ParseErrorKind, ParsedRequest, timestamp};
 
@@ -60,6 +60,13 @@ pub(crate) fn parse(payload: &[u8], api_key: Option<&str>) -> Result<ParsedReque
             if !rest.is_empty() {
                 request.query = Some(super::utf8(rest, rest_at)?.to_owned());
             }
+            // The method is not signed, so a form could be a POST body too: judged as well
+            // (Bybit's GET endpoints take none of the order fields).
+            let named: Vec<(String, String)> = pairs
+                .iter()
+                .map(|pair| (pair.name.clone(), pair.value.clone()))
+                .collect();
+            request.orders = super::orders::from_form(&named, Format::Bybit);
             super::push_form_params(pairs, &mut request.params);
         }
     }

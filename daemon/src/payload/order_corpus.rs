@@ -711,3 +711,20 @@ proptest! {
         prop_assert!(run(Format::Binance, &rules, &order(&over)).is_err());
     }
 }
+
+/// Bybit signs no method, so a form after recv_window could be a POST body: judged too.
+#[test]
+fn a_bybit_form_is_judged_like_a_body() {
+    let rules = limits(&["BTCUSDT"], &["Buy"], &["Limit"], "1", "1000");
+    let form = format!(
+        "{NOW}{API_KEY}5000category=spot&symbol=DOGEUSDT&side=Buy&orderType=Limit&qty=1&price=1"
+    );
+    refused(
+        Format::Bybit,
+        &rules,
+        &form,
+        "allow_symbols: symbol \"DOGEUSDT\"",
+    );
+    let query = format!("{NOW}{API_KEY}5000category=spot&symbol=DOGEUSDT&orderId=1");
+    assert_eq!(run(Format::Bybit, &rules, &query), Ok(0));
+}

@@ -14,7 +14,7 @@
 //!   `price`; the legs of the order-list endpoints (`above*`/`below*` of an OCO, `working*`,
 //!   `pending*`, `pendingAbove*`, `pendingBelow*` of OTO/OTOCO), each judged as an order; and
 //!   `batchOrders`, a JSON array of orders in one form value (USDⓈ-M futures).
-//! - **bybit**: the JSON body (a GET signs a query, and reads never place orders): `symbol`,
+//! - **bybit**: the JSON body or the query (the method is not signed): `symbol`,
 //!   `side`, `orderType`, `qty`, `price`; batches are the `request` list.
 //! - **okx**: the JSON body, an object or a batch array: `instId`, `side`, `ordType`, `sz`,
 //!   `px`.
