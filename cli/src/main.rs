@@ -2,11 +2,13 @@
 
 #![forbid(unsafe_code)]
 
+mod completions;
 mod demo;
 mod exit;
 mod input;
 mod keys;
 mod keystore;
+mod manpages;
 mod output;
 mod passphrase;
 mod sign;
@@ -19,12 +21,20 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use keyward_client::{Client, KeyKind, PayloadFormat, Scheme};
 
+/// `keyward --version`: the release and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KEYWARD_GIT_COMMIT"),
+    ")"
+);
+
 /// keyward: ssh-agent for exchange API keys.
 ///
 /// Talks to keywardd, which holds the keys: bots ask it for signatures and never see a
 /// private key.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None, after_help = exit::HELP)]
+#[command(name = "keyward", version = VERSION, about, long_about = None, after_help = exit::HELP)]
 struct Cli {
     /// The daemon's socket [default: $XDG_RUNTIME_DIR/keyward/keyward.sock, else
     /// /run/user/$UID/keyward/keyward.sock if /run/user/$UID exists, else
@@ -70,11 +80,13 @@ enum Command {
     /// Print a key's public key as SPKI PEM (the form exchanges ask you to upload).
     Pubkey {
         /// Key name.
+        #[arg(add = completions::key_names())]
         name: String,
     },
     /// Delete a key.
     Remove {
         /// Key name.
+        #[arg(add = completions::key_names())]
         name: String,
     },
     /// Sign a payload: the argument, or stdin byte for byte when absent.
@@ -84,6 +96,7 @@ enum Command {
     /// command runs.
     Sign {
         /// Key name.
+        #[arg(add = completions::key_names())]
         name: String,
         /// The payload (e.g. a query string). Read from stdin when absent. Visible to other
         /// users in `ps` while keyward runs: prefer stdin.
@@ -117,6 +130,22 @@ enum Command {
     },
     /// Change the keystore passphrase.
     Passwd(keystore::PasswdArgs),
+    /// Print a shell completion script (key names are completed from the daemon's list).
+    ///
+    /// bash: `keyward completions bash > ~/.local/share/bash-completion/completions/keyward`;
+    /// zsh: `keyward completions zsh > ~/.zfunc/_keyward` (a directory in $fpath);
+    /// fish: `keyward completions fish > ~/.config/fish/completions/keyward.fish`.
+    /// The Debian package installs all three.
+    Completions {
+        /// The shell.
+        shell: completions::Shell,
+    },
+    /// Write the man pages keyward(1) and keyward-COMMAND(1) into DIR (for packaging).
+    #[command(hide = true)]
+    Manpages {
+        /// Output directory.
+        dir: PathBuf,
+    },
 }
 
 /// Text encodings of a signature.
@@ -154,6 +183,7 @@ pub(crate) fn parse_scheme(s: &str) -> Result<Scheme, String> {
 }
 
 fn main() -> ExitCode {
+    completions::complete_if_requested();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => err.exit(), // --help, --version
@@ -197,6 +227,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let socket = cli.socket.as_ref();
     match cli.command {
         Command::Demo => demo::run(),
+        Command::Completions { shell } => Ok(completions::write(shell, &mut std::io::stdout())?),
+        Command::Manpages { dir } => manpages::write_all(&dir),
         Command::Init(source) => keystore::init(&mut connect(socket)?, &source),
         Command::Unlock(source) => keystore::unlock(&mut connect(socket)?, &source),
         Command::Lock => keystore::lock(&mut connect(socket)?),

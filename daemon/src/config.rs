@@ -491,6 +491,63 @@ mod tests {
         assert_eq!(config.daemon.socket_gid, Some(0));
     }
 
+    /// The names keywardd accepts in `[table]`, from the parser's own "unknown field" error.
+    fn accepted_settings(table: &str) -> BTreeSet<String> {
+        let err = parse(&format!("[{table}]\nno_such_setting = 1")).unwrap_err();
+        let list = err
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no list of fields in {err:?}"));
+        list.split(", ")
+            .map(|field| field.trim().trim_matches('`').to_owned())
+            .collect()
+    }
+
+    /// keywardd.toml(5) is rendered from `config_doc::SETTINGS`: it documents exactly what
+    /// this parser accepts, and its examples are valid.
+    #[test]
+    fn the_man_page_documents_every_setting_and_its_examples_parse() {
+        use crate::config_doc::{SETTINGS, Table};
+        let documented = |table: Table| -> BTreeSet<String> {
+            SETTINGS
+                .iter()
+                .filter(|setting| setting.table == table)
+                .map(|setting| setting.name.to_owned())
+                .collect()
+        };
+        assert_eq!(documented(Table::Daemon), accepted_settings("daemon"));
+        assert_eq!(documented(Table::Policy), accepted_settings("defaults"));
+        assert_eq!(documented(Table::Policy), accepted_settings("keys.k"));
+
+        // Names that exist on every host stand in for the example's users and groups.
+        let example = crate::config_doc::example()
+            .replace("\"bot-binance\"", "\"root\"")
+            .replace("\"bots\"", "\"root\"")
+            .replace("\"keyward\"", "\"root\"");
+        let config = parse(&example).unwrap_or_else(|err| panic!("{err}\n{example}"));
+        let key = &config.policy.keys["binance-main"];
+        assert_eq!(key.allow_uids, BTreeSet::from([0, 1001]));
+        assert_eq!(key.timestamp_window_ms, Some(5000));
+        assert_eq!(config.daemon.socket_gid, Some(0));
+
+        // The shipped example file mentions every setting too.
+        let shipped = include_str!("../../systemd/keywardd.toml");
+        for setting in SETTINGS {
+            assert!(
+                shipped.contains(&format!("\n{} = ", setting.name))
+                    || shipped.contains(&format!("\n# {} = ", setting.name)),
+                "systemd/keywardd.toml does not mention {}",
+                setting.name
+            );
+        }
+        let page = crate::config_doc::man_page("0.0.0");
+        for setting in SETTINGS {
+            assert!(
+                page.contains(&setting.name.replace('_', "\\_")) || page.contains(setting.name)
+            );
+        }
+    }
+
     #[test]
     fn order_rules_parse_as_exact_decimals() {
         let config = parse(

@@ -8,6 +8,7 @@
 
 mod audit;
 mod config;
+mod config_doc;
 mod connection;
 mod daemon;
 mod failure;
@@ -17,6 +18,7 @@ mod import;
 mod keyring;
 mod keystore;
 mod lifecycle;
+mod manpages;
 mod os;
 mod payload;
 mod peer;
@@ -43,13 +45,21 @@ use crate::daemon::{Daemon, Settings};
 use crate::lifecycle::AutoLock;
 use crate::store::Store;
 
+/// `keywardd --version` and the start line: the release and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KEYWARD_GIT_COMMIT"),
+    ")"
+);
+
 /// keywardd: ssh-agent for exchange API keys.
 ///
 /// Holds signing keys in memory and signs payloads for local bots over a Unix socket; the
 /// bots never see a private key. Runs in the foreground and logs to stderr. Flags override
 /// the config file.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "keywardd", version = VERSION, about, long_about = None)]
 struct Args {
     /// Config file (TOML) [default: $XDG_CONFIG_HOME/keyward/keywardd.toml, else
     /// ~/.config/keyward/keywardd.toml; absent = built-in defaults].
@@ -91,11 +101,30 @@ struct Args {
     /// Refuse to start unless all memory can be locked (mlockall), so no key can reach swap.
     #[arg(long)]
     require_mlock: bool,
+
+    /// Write the man pages keywardd(8) and keywardd.toml(5) into DIR and exit (packaging).
+    #[arg(long, value_name = "DIR", hide = true)]
+    manpages: Option<PathBuf>,
+}
+
+/// keywardd's clap definition, as `--help` and the man page see it.
+fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.manpages {
+        return match manpages::write_all(dir) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("keywardd: {err:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     init_logging();
+    tracing::info!("keywardd {VERSION} starting");
     // First, before anything opens a file descriptor (the config file, /proc in harden):
     // fd 3 must still be the socket the service manager passed (see systemd::take_listener).
     let activated = match systemd::take_listener() {

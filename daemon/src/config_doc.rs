@@ -1,0 +1,230 @@
+//! keywardd.toml(5): every setting of the config file, documented once. The man page is
+//! rendered from [`SETTINGS`], and config.rs's tests hold the table to the parser: each
+//! example value parses in its table, and the names here are exactly the fields the parser
+//! accepts. A setting added to the parser without a line here fails those tests.
+
+/// One setting: the TOML table it belongs in, its name, an example value (TOML) and what it
+/// does.
+#[derive(Debug)]
+pub(crate) struct Setting {
+    pub(crate) table: Table,
+    pub(crate) name: &'static str,
+    pub(crate) example: &'static str,
+    pub(crate) doc: &'static str,
+}
+
+/// The tables of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    /// `[daemon]`: read at start only.
+    Daemon,
+    /// `[defaults]` and every `[keys."NAME"]`: the policy, reloaded on SIGHUP.
+    Policy,
+}
+
+use Table::{Daemon, Policy};
+
+pub(crate) const SETTINGS: &[Setting] = &[
+    Setting {
+        table: Daemon,
+        name: "socket",
+        example: "\"/run/keyward/keyward.sock\"",
+        doc: "The socket to listen on (--socket overrides it). Not used when the socket is passed \
+              by systemd (keywardd.socket), whose ListenStream= decides.",
+    },
+    Setting {
+        table: Daemon,
+        name: "socket_group",
+        example: "\"keyward\"",
+        doc: "Group name or gid: the socket becomes 0660 and its directory 0750, owned by this \
+              group, so its members may connect. Not used when socket-activated.",
+    },
+    Setting {
+        table: Daemon,
+        name: "keystore",
+        example: "\"/var/lib/keyward\"",
+        doc: "The keystore directory (--keystore overrides it). Default: \
+              $XDG_DATA_HOME/keyward, else ~/.local/share/keyward.",
+    },
+    Setting {
+        table: Daemon,
+        name: "audit_log",
+        example: "\"/var/log/keyward/audit.jsonl\"",
+        doc: "Append one JSON line per decision (who, which key, payload SHA-256, decision, \
+              reason) to this file. Absent: no audit log.",
+    },
+    Setting {
+        table: Daemon,
+        name: "audit_payloads",
+        example: "false",
+        doc: "Also record each payload in the audit log (never a key or a secret).",
+    },
+    Setting {
+        table: Daemon,
+        name: "audit_required",
+        example: "false",
+        doc: "Refuse to sign while the audit log cannot be written. Needs audit_log.",
+    },
+    Setting {
+        table: Daemon,
+        name: "admin_uids",
+        example: "[0]",
+        doc: "Users (names or uids) who may administer (init, unlock, lock, import, generate, \
+              remove, passwd) besides the daemon's own uid. Default: [0] (root); [] turns \
+              root off.",
+    },
+    Setting {
+        table: Daemon,
+        name: "admin_gids",
+        example: "[]",
+        doc: "Groups (names or gids) whose members may administer.",
+    },
+    Setting {
+        table: Daemon,
+        name: "idle_lock_secs",
+        example: "0",
+        doc: "Lock after this many seconds without a signature; 0: never (--idle-lock \
+              overrides it).",
+    },
+    Setting {
+        table: Daemon,
+        name: "max_unlock_secs",
+        example: "0",
+        doc: "Lock this many seconds after unlock, however busy; 0: never (--max-unlock \
+              overrides it).",
+    },
+    Setting {
+        table: Policy,
+        name: "allow_uids",
+        example: "[\"bot-binance\", 1001]",
+        doc: "Users (names or uids) who may sign with the key. The daemon's own uid always may.",
+    },
+    Setting {
+        table: Policy,
+        name: "allow_gids",
+        example: "[\"bots\"]",
+        doc: "Groups (names or gids) whose members may sign with the key, supplementary groups \
+              included.",
+    },
+    Setting {
+        table: Policy,
+        name: "rate_per_sec",
+        example: "20",
+        doc: "Token-bucket rate limit for the key, in signatures per second (from 1/86400 to \
+              1000000). Absent: no limit.",
+    },
+    Setting {
+        table: Policy,
+        name: "burst",
+        example: "40",
+        doc: "The bucket's size: signatures allowed at once. Needs rate_per_sec; default: one \
+              second's worth.",
+    },
+    Setting {
+        table: Policy,
+        name: "timestamp_window_ms",
+        example: "5000",
+        doc: "The payload must carry timestamp= within this many milliseconds of now \
+              (milliseconds or microseconds since the epoch), so signatures cannot be \
+              stockpiled. Absent: not checked.",
+    },
+    Setting {
+        table: Policy,
+        name: "deny_params",
+        example: "[\"address\"]",
+        doc: "Refuse payloads with any of these query or form parameters (case-insensitive); \
+              \"address\" refuses withdrawals.",
+    },
+    Setting {
+        table: Policy,
+        name: "max_payload_bytes",
+        example: "16384",
+        doc: "Refuse payloads longer than this.",
+    },
+];
+
+/// keywardd.toml(5) as roff.
+pub(crate) fn man_page(version: &str) -> String {
+    use clap_mangen::roff::{Roff, bold, italic, roman};
+
+    let mut roff = Roff::default();
+    roff.control(
+        "TH",
+        ["keywardd.toml", "5", "", &format!("keyward {version}")],
+    );
+    roff.control("SH", ["NAME"]);
+    roff.text([roman(
+        "keywardd.toml - keywardd's configuration: who may sign with which key",
+    )]);
+    roff.control("SH", ["SYNOPSIS"]);
+    roff.text([
+        bold("/etc/keyward/keywardd.toml"),
+        roman(" (the system service)"),
+    ]);
+    roff.control("br", []);
+    roff.text([
+        bold("$XDG_CONFIG_HOME/keyward/keywardd.toml"),
+        roman(", else "),
+        bold("~/.config/keyward/keywardd.toml"),
+        roman(" (a session's keywardd)"),
+    ]);
+    roff.control("SH", ["DESCRIPTION"]);
+    roff.text([roman(
+        "A TOML file read at start (keywardd --config PATH names another). An absent default \
+         file means built-in defaults; a file named with --config must exist. Every mistake \
+         (an unknown setting, a bad value, a user or group that does not exist) stops keywardd \
+         with one line naming it. Command-line flags override the [daemon] table.",
+    )]);
+    roff.control("PP", []);
+    roff.text([roman(
+        "SIGHUP (systemctl reload keywardd) re-reads [defaults] and every [keys.\"NAME\"]; a \
+         broken file is refused and the old policy stays in force. [daemon] is read at start \
+         only.",
+    )]);
+    roff.control("SH", ["[daemon]"]);
+    settings(&mut roff, Daemon);
+    roff.control("SH", ["[defaults] AND [keys.NAME]"]);
+    roff.text([roman(
+        "The policy: [keys.\"NAME\"] applies to the key NAME, [defaults] to keys without a \
+         table of their own. Each accepts:",
+    )]);
+    settings(&mut roff, Policy);
+    roff.control("SH", ["EXAMPLE"]);
+    roff.control("nf", []);
+    roff.control("RS", ["4"]);
+    for line in example().lines() {
+        roff.text([roman(line)]);
+    }
+    roff.control("RE", []);
+    roff.control("fi", []);
+    roff.control("SH", ["SEE ALSO"]);
+    roff.text([
+        italic("keywardd"),
+        roman("(8), "),
+        italic("keyward"),
+        roman("(1); /usr/share/doc/keyward/OPERATIONS.md.gz"),
+    ]);
+    roff.to_roff()
+}
+
+fn settings(roff: &mut clap_mangen::roff::Roff, table: Table) {
+    use clap_mangen::roff::{bold, roman};
+    for setting in SETTINGS.iter().filter(|setting| setting.table == table) {
+        roff.control("TP", []);
+        roff.text([bold(format!("{} = {}", setting.name, setting.example))]);
+        roff.text([roman(setting.doc)]);
+    }
+}
+
+/// A whole file that sets everything, from the examples above.
+pub(crate) fn example() -> String {
+    let mut text = String::from("[daemon]\n");
+    for setting in SETTINGS.iter().filter(|setting| setting.table == Daemon) {
+        text.push_str(&format!("{} = {}\n", setting.name, setting.example));
+    }
+    text.push_str("\n[defaults]\nallow_uids = []\n\n[keys.\"binance-main\"]\n");
+    for setting in SETTINGS.iter().filter(|setting| setting.table == Policy) {
+        text.push_str(&format!("{} = {}\n", setting.name, setting.example));
+    }
+    text
+}
