@@ -72,7 +72,7 @@ fn render(man: &Man, top: Option<&clap::Command>, out: &mut dyn Write) -> std::i
             )]);
             roff.control("SH", ["SEE ALSO"]);
             roff.text([roman(
-                "keywardd(8), keywardd.toml(5); /usr/share/doc/keyward/OPERATIONS.md.gz",
+                "keywardd(8), keywardd.toml(5); /usr/share/doc/keyward/OPERATIONS.md",
             )]);
         }
         None => {

@@ -202,7 +202,7 @@ pub(crate) fn man_page(version: &str) -> String {
         italic("keywardd"),
         roman("(8), "),
         italic("keyward"),
-        roman("(1); /usr/share/doc/keyward/OPERATIONS.md.gz"),
+        roman("(1); /usr/share/doc/keyward/OPERATIONS.md"),
     ]);
     roff.to_roff()
 }

@@ -118,7 +118,7 @@ fn daemon_page() -> std::io::Result<Vec<u8>> {
         italic("keywardd.toml"),
         roman("(5), "),
         italic("systemd-creds"),
-        roman("(1); /usr/share/doc/keyward/OPERATIONS.md.gz"),
+        roman("(1); /usr/share/doc/keyward/OPERATIONS.md"),
     ]);
     roff.to_writer(&mut out)?;
     man.render_version_section(&mut out)?;
