@@ -527,7 +527,7 @@ mod tests {
         let config = parse(&example).unwrap_or_else(|err| panic!("{err}\n{example}"));
         let key = &config.policy.keys["binance-main"];
         assert_eq!(key.allow_uids, BTreeSet::from([0, 1001]));
-        assert_eq!(key.timestamp_window_ms, Some(5000));
+        assert_eq!(key.rules.timestamp_window_ms, Some(5000));
         assert_eq!(config.daemon.socket_gid, Some(0));
 
         // The shipped example file mentions every setting too.

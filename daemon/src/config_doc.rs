@@ -141,6 +141,78 @@ pub(crate) const SETTINGS: &[Setting] = &[
         example: "16384",
         doc: "Refuse payloads longer than this.",
     },
+    Setting {
+        table: Policy,
+        name: "format",
+        example: "\"binance\"",
+        doc: "The exchange format the key's payloads are parsed in before any payload rule \
+              judges them: binance, bybit, okx, kucoin, bitget, kraken, coinbase-jwt or raw \
+              (no parse, no rules). Overrides the format stored at import or generate. A \
+              payload that does not parse is refused (docs/POLICY.md).",
+    },
+    Setting {
+        table: Policy,
+        name: "allow_paths",
+        example: "[\"/api/v5/trade/\"]",
+        doc: "Only these request paths may be signed (exact, or a whole-segment prefix when \
+              the entry ends in /); for formats whose signed string holds the path.",
+    },
+    Setting {
+        table: Policy,
+        name: "deny_paths",
+        example: "[\"/api/v5/asset/withdrawal\"]",
+        doc: "Refuse these request paths (prefixes), e.g. withdrawal and transfer endpoints.",
+    },
+    Setting {
+        table: Policy,
+        name: "max_recv_window_ms",
+        example: "5000",
+        doc: "Upper bound on Binance's recvWindow and Bybit's recv_window.",
+    },
+    Setting {
+        table: Policy,
+        name: "max_token_lifetime_secs",
+        example: "120",
+        doc: "coinbase-jwt: upper bound on exp - nbf of a signed token.",
+    },
+    Setting {
+        table: Policy,
+        name: "allow_symbols",
+        example: "[\"BTCUSDT\"]",
+        doc: "Orders only for these symbols, in the exchange's own spelling.",
+    },
+    Setting {
+        table: Policy,
+        name: "allow_sides",
+        example: "[\"BUY\", \"SELL\"]",
+        doc: "Orders only with these sides, as the exchange spells them.",
+    },
+    Setting {
+        table: Policy,
+        name: "allow_order_types",
+        example: "[\"LIMIT\", \"LIMIT_MAKER\"]",
+        doc: "Orders only of these types, as the exchange spells them.",
+    },
+    Setting {
+        table: Policy,
+        name: "max_quantity",
+        example: "\"0.5\"",
+        doc: "Largest order quantity, as a decimal string (compared exactly).",
+    },
+    Setting {
+        table: Policy,
+        name: "max_notional",
+        example: "\"1000\"",
+        doc: "Largest price x quantity (or quote quantity) per order, as a decimal string; \
+              a market order whose size in quote currency cannot be known is refused.",
+    },
+    Setting {
+        table: Policy,
+        name: "orders_per_minute",
+        example: "30",
+        doc: "Orders per minute for this key (a batch counts each order), separate from \
+              rate_per_sec.",
+    },
 ];
 
 /// keywardd.toml(5) as roff.
@@ -223,8 +295,30 @@ pub(crate) fn example() -> String {
         text.push_str(&format!("{} = {}\n", setting.name, setting.example));
     }
     text.push_str("\n[defaults]\nallow_uids = []\n\n[keys.\"binance-main\"]\n");
+    // Path rules and the JWT lifetime cannot be judged on binance payloads (their signed
+    // string holds no path): those settings are shown on keys of formats that can.
+    let elsewhere: [(&str, &str, &[&str]); 2] = [
+        ("okx-main", "okx", &["allow_paths", "deny_paths"]),
+        (
+            "coinbase-main",
+            "coinbase-jwt",
+            &["max_token_lifetime_secs"],
+        ),
+    ];
+    let shown_elsewhere = |name: &str| elsewhere.iter().any(|(_, _, names)| names.contains(&name));
     for setting in SETTINGS.iter().filter(|setting| setting.table == Policy) {
-        text.push_str(&format!("{} = {}\n", setting.name, setting.example));
+        if !shown_elsewhere(setting.name) {
+            text.push_str(&format!("{} = {}\n", setting.name, setting.example));
+        }
+    }
+    for (key, format, names) in elsewhere {
+        text.push_str(&format!("\n[keys.\"{key}\"]\nformat = \"{format}\"\n"));
+        for setting in SETTINGS
+            .iter()
+            .filter(|setting| names.contains(&setting.name))
+        {
+            text.push_str(&format!("{} = {}\n", setting.name, setting.example));
+        }
     }
     text
 }
