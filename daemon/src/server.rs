@@ -15,7 +15,7 @@
 //!   main.rs bounds to one thread, and never on a connection's thread.
 //!
 //! Idle, a connection costs its thread's touched stack pages (a few KiB) and, under
-//! `mlockall`, its whole stack reservation against RSLIMIT_MEMLOCK: [`MAX_CONNECTIONS`] ×
+//! `mlockall`, its whole stack reservation against RLIMIT_MEMLOCK: [`MAX_CONNECTIONS`] ×
 //! [`CONNECTION_STACK`] is in harden.rs's budget (see [`stack_reservation`]).
 //!
 //! Every connection holds a [`Slot`] while it lives: the cap's permit, the shutdown

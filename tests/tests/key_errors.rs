@@ -33,22 +33,12 @@ fn broken_variants(pem: &str, der: &[u8]) -> Vec<(String, String)> {
     let joined = body.join("\n");
     let mut bad_base64 = joined.clone();
     bad_base64.replace_range(10..12, "!*");
-    let truncated_der = {
-        use std::io::Write;
-        let mut child = std::process::Command::new("base64")
-            .arg("-w64")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&der[..der.len() - 9])
-            .unwrap();
-        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
-    };
+    // The DER minus its last 9 bytes, re-encoded as a well-formed PEM body (64-column lines).
+    let truncated_der: String = keyward_tests::keystore::base64(&der[..der.len() - 9])
+        .as_bytes()
+        .chunks(64)
+        .map(|line| format!("{}\n", String::from_utf8_lossy(line)))
+        .collect();
     vec![
         (
             "begin-missing-a-dash".into(),

@@ -303,7 +303,11 @@ fn sign_with_groups_gained_after_connect(
         .args(["-c", PYTHON_LATE_GROUPS])
         .arg(daemon.socket())
         .args(["65534", at_connect, later])
-        .args(frames.iter().map(|frame| hex_of(frame)))
+        .args(
+            frames
+                .iter()
+                .map(|frame| keyward_tests::keystore::hex(frame)),
+        )
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -316,22 +320,13 @@ fn sign_with_groups_gained_after_connect(
     let replies = lines
         .map(|line| {
             let line = line.unwrap();
-            (line != "CLOSED").then(|| keyward_protocol::decode_response(&bytes_of(&line)).unwrap())
+            (line != "CLOSED").then(|| {
+                keyward_protocol::decode_response(&keyward_tests::keystore::unhex(&line)).unwrap()
+            })
         })
         .collect();
     assert!(child.wait().unwrap().success());
     replies
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn bytes_of(hex: &str) -> Vec<u8> {
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 #[test]

@@ -129,11 +129,8 @@ fn a_socket_planted_in_tmp_by_another_uid_receives_nothing_from_unlock_import_or
     let secret = work.path().join("hmac.secret");
     fs::write(&secret, "the-secret-that-must-not-leave-this-host").unwrap();
 
-    let squatted = Path::new("/tmp").join(format!(
-        "keyward-squat-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    ));
+    let squatted = Path::new("/tmp").join(format!("keyward-squat-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&squatted);
     let mut fake = FakeServer::start(&squatted);
     let socket = fake.socket();
     let keyward = |args: &[&str], stdin: Option<&[u8]>| {
