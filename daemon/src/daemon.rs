@@ -12,6 +12,7 @@ use crate::keyring::Keyring;
 use crate::lifecycle::{AutoLock, Lifecycle};
 use crate::peer::Peer;
 use crate::policy::{Policy, RateLimiter};
+use crate::reload::ConfigSource;
 use crate::store::Store;
 
 /// Settings fixed at start.
@@ -33,8 +34,10 @@ pub(crate) struct Daemon {
     pub(crate) lifecycle: Lifecycle,
     pub(crate) audit: AuditLog,
     pub(crate) rates: RateLimiter,
-    /// The policy in force; SIGHUP replaces the whole snapshot at once.
+    /// The policy in force; a reload replaces the whole snapshot at once.
     policy: RwLock<Arc<Policy>>,
+    /// Where a reload reads the config from.
+    pub(crate) config_source: ConfigSource,
 }
 
 impl Daemon {
@@ -43,6 +46,7 @@ impl Daemon {
         store: Store,
         policy: Policy,
         audit: AuditLog,
+        config_source: ConfigSource,
     ) -> Arc<Daemon> {
         let lifecycle = Lifecycle::new(store, settings.auto_lock);
         Arc::new(Daemon {
@@ -53,6 +57,7 @@ impl Daemon {
             audit,
             rates: RateLimiter::default(),
             policy: RwLock::new(Arc::new(policy)),
+            config_source,
         })
     }
 

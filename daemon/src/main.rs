@@ -4,7 +4,8 @@
 //! while running (the reason is the last log line), 2 for a command-line usage error.
 //!
 //! Signals: SIGTERM/SIGINT finish requests in flight, lock, remove the socket and exit;
-//! SIGHUP reloads the policy part of the config file (a bad file keeps the old policy).
+//! SIGHUP reloads the policy part of the config file (a bad file keeps the old policy;
+//! reload.rs).
 
 mod audit;
 mod config;
@@ -24,6 +25,7 @@ mod payload;
 mod peer;
 mod policy;
 mod private_dir;
+mod reload;
 mod server;
 mod signer;
 mod socket;
@@ -282,12 +284,22 @@ async fn serve(
             ),
         },
     };
-    let daemon = Daemon::new(settings, store, config.policy, open_audit(&config.daemon)?);
+    let source = reload::ConfigSource {
+        file: config_source(&args),
+        daemon_at_start: config.daemon.clone(),
+    };
+    let daemon = Daemon::new(
+        settings,
+        store,
+        config.policy,
+        open_audit(&config.daemon)?,
+        source,
+    );
     // An ephemeral daemon starts with no keys at all: every table would be "unknown".
     if !daemon.lifecycle.is_ephemeral() {
         daemon.warn_about_unknown_key_tables("start");
     }
-    log_order_rules(&daemon.policy(), "start");
+    reload::log_order_rules(&daemon.policy(), "start");
     if let Some((path, passphrase)) = headless_passphrase(&args)? {
         daemon
             .unlock(passphrase)
@@ -324,13 +336,7 @@ async fn serve(
     };
 
     let shutdown = CancellationToken::new();
-    spawn_signal_handlers(
-        &daemon,
-        config_source(&args),
-        config.daemon.clone(),
-        notifier.clone(),
-        shutdown.clone(),
-    )?;
+    spawn_signal_handlers(&daemon, notifier.clone(), shutdown.clone())?;
     tokio::spawn(auto_lock(
         Arc::clone(&daemon),
         notifier.clone(),
@@ -358,8 +364,6 @@ async fn serve(
 /// SIGTERM/SIGINT start a graceful shutdown; SIGHUP reloads the policy.
 fn spawn_signal_handlers(
     daemon: &Arc<Daemon>,
-    config: Option<(PathBuf, bool)>,
-    daemon_config_at_start: DaemonConfig,
     notifier: Option<systemd::Notifier>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -381,44 +385,11 @@ fn spawn_signal_handlers(
     let daemon = Arc::clone(daemon);
     tokio::spawn(async move {
         while sighup.recv().await.is_some() {
-            reload_policy(&daemon, config.as_ref(), &daemon_config_at_start);
+            // The outcome is logged by reload(); a signal has nobody to answer.
+            let _ = reload::reload(&daemon, "SIGHUP");
         }
     });
     Ok(())
-}
-
-/// Logs each policy section's order rules (issue 17): the admin's view of them, since the
-/// wire's `Status` has no field for them (`keyward status` shows the keystore's state).
-fn log_order_rules(policy: &policy::Policy, when: &str) {
-    for line in policy.order_rules_report() {
-        tracing::info!("{when}: order rules: {line}");
-    }
-}
-
-/// Re-reads the config file and puts its policy in force, or keeps the old one if the new
-/// file is invalid. The `[daemon]` section is read at start only.
-fn reload_policy(daemon: &Daemon, config: Option<&(PathBuf, bool)>, at_start: &DaemonConfig) {
-    let loaded = match config {
-        Some((path, must_exist)) => config::load(path, *must_exist).map_err(|err| err.to_string()),
-        None => config::parse(""),
-    };
-    match loaded {
-        Ok(new) => {
-            daemon.set_policy(new.policy);
-            tracing::info!("SIGHUP: policy reloaded");
-            daemon.warn_about_unknown_key_tables("SIGHUP");
-            daemon.report_format_disagreements("SIGHUP");
-            log_order_rules(&daemon.policy(), "SIGHUP");
-            if new.daemon != *at_start {
-                tracing::warn!(
-                    "SIGHUP: the [daemon] section changed; those settings take effect only at restart"
-                );
-            }
-        }
-        Err(err) => tracing::error!(
-            "SIGHUP: the new config is invalid, the old policy stays in force: {err}"
-        ),
-    }
 }
 
 /// Checks the auto-lock deadlines once a second, and tells systemd when the state changes
