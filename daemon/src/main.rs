@@ -104,6 +104,12 @@ struct Args {
     #[arg(long)]
     require_mlock: bool,
 
+    /// Check a config file and exit: 0 and one "OK" line on stdout when keywardd would accept
+    /// it, 1 and the one-line error on stderr when not. FILE defaults to the file keywardd
+    /// would read (--config, else the default path). Run it before a reload.
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    check_config: Option<Option<PathBuf>>,
+
     /// Write the man pages keywardd(8) and keywardd.toml(5) into DIR and exit (packaging).
     #[arg(long, value_name = "DIR", hide = true)]
     manpages: Option<PathBuf>,
@@ -125,6 +131,9 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Some(file) = &args.check_config {
+        return check_config(&args, file.as_deref());
+    }
     init_logging();
     tracing::info!("keywardd {VERSION} starting");
     // First, before anything opens a file descriptor (the config file, /proc in harden):
@@ -140,6 +149,36 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `keywardd --check-config [FILE]`: validates the file as a start or a reload would (the
+/// same parser, the same user and group lookups), without touching the daemon.
+fn check_config(args: &Args, file: Option<&std::path::Path>) -> std::process::ExitCode {
+    let source = match file {
+        Some(path) => Some((path.to_owned(), true)),
+        None => config_source(args),
+    };
+    let checked = match &source {
+        Some((path, must_exist)) => config::load(path, *must_exist)
+            .map(|_| match path.exists() {
+                true => path.display().to_string(),
+                false => format!("{} is absent: built-in defaults", path.display()),
+            })
+            .map_err(anyhow::Error::from),
+        None => config::parse("")
+            .map(|_| "built-in defaults (no config file)".to_owned())
+            .map_err(anyhow::Error::msg),
+    };
+    match checked {
+        Ok(what) => {
+            println!("keywardd: config OK: {what}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("keywardd: {err:#}");
             std::process::ExitCode::FAILURE
         }
     }

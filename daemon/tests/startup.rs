@@ -203,3 +203,91 @@ fn a_listener_that_is_not_keywardd_is_not_mistaken_for_a_stale_socket() {
     assert!(stderr.contains("already listening"), "{stderr}");
     assert!(socket.exists());
 }
+
+/// `keywardd --check-config` (issue 19 §1): what `ExecReload=` runs before it signals the
+/// daemon, so that a broken file fails `systemctl reload` instead of being ignored.
+mod check_config {
+    use super::*;
+    use keyward_tests::{Output, keywardd_bin, run};
+    use std::process::Command;
+
+    fn check(args: &[&str], home: &Path) -> Output {
+        run(
+            Command::new(keywardd_bin())
+                .args(args)
+                .env("HOME", home)
+                .env_remove("XDG_CONFIG_HOME"),
+            None,
+        )
+    }
+
+    #[test]
+    fn a_good_file_exits_0_with_one_ok_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keywardd.toml");
+        fs::write(&path, "[keys.a]\nallow_uids = [0]\n").unwrap();
+        let out = check(&["--check-config", path.to_str().unwrap()], dir.path());
+        out.success();
+        assert_eq!(
+            out.stdout_text(),
+            format!("keywardd: config OK: {}\n", path.display())
+        );
+        assert_eq!(out.stderr, "");
+    }
+
+    #[test]
+    fn a_broken_file_exits_1_with_the_mistake_on_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keywardd.toml");
+        for (text, mistake) in [
+            ("[keys.a\nallow_uids = [0]\n", "line 1"),
+            (
+                "[keys.a]\nrate_per_second = 5\n",
+                "unknown field `rate_per_second`",
+            ),
+            (
+                "[keys.a]\nallow_uids = [\"no-such-user-kw\"]\n",
+                "no-such-user-kw",
+            ),
+            ("[daemon]\naudit_required = true\n", "audit_log is not"),
+        ] {
+            fs::write(&path, text).unwrap();
+            let out = check(&["--check-config", path.to_str().unwrap()], dir.path());
+            let line = out.error_line(1);
+            assert!(
+                line.starts_with("keywardd: ") && line.contains(path.to_str().unwrap()),
+                "{line}"
+            );
+            assert!(line.contains(mistake), "{text:?}: {line}");
+            assert!(out.stdout.is_empty(), "{out:#?}");
+        }
+        let missing = dir.path().join("missing.toml");
+        let out = check(&["--check-config", missing.to_str().unwrap()], dir.path());
+        assert!(out.error_line(1).contains("No such file"), "{out:#?}");
+    }
+
+    #[test]
+    fn without_a_file_it_checks_the_one_the_daemon_would_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let named = dir.path().join("named.toml");
+        fs::write(&named, "[keys.a]\nallow_uids = [\"no-such-user-kw\"]\n").unwrap();
+        // --config names the file, as in keywardd.service's ExecStart=.
+        let out = check(
+            &["--config", named.to_str().unwrap(), "--check-config"],
+            dir.path(),
+        );
+        assert!(out.error_line(1).contains("no-such-user-kw"), "{out:#?}");
+        // Else the default path under $HOME; absent, the built-in defaults.
+        let out = check(&["--check-config"], dir.path());
+        out.success();
+        assert!(out.stdout_text().contains("built-in defaults"), "{out:#?}");
+        let default = dir.path().join(".config/keyward/keywardd.toml");
+        fs::create_dir_all(default.parent().unwrap()).unwrap();
+        fs::write(&default, "[defaults]\nburst = \"x\"\n").unwrap();
+        let out = check(&["--check-config"], dir.path());
+        assert!(
+            out.error_line(1).contains(default.to_str().unwrap()),
+            "{out:#?}"
+        );
+    }
+}

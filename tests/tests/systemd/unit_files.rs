@@ -115,6 +115,65 @@ fn service_sandbox_keeps_what_peer_credentials_need() {
     assert!(tmpfiles.contains("\nd /run/keyward "));
 }
 
+/// `systemctl reload` runs the unit's `ExecReload=` lines in order and fails at the first that
+/// fails (issue 19 §1): the config is checked before the daemon is signalled, so a broken file
+/// fails the reload, and a good one reaches the daemon.
+#[test]
+fn exec_reload_checks_the_config_before_it_signals_the_daemon() {
+    let text = fs::read_to_string(unit("keywardd.service")).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("ExecReload="))
+        .collect();
+    let config_in_exec_start = text
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .and_then(|exec| exec.split("--config ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    assert_eq!(
+        lines.first().copied(),
+        Some(format!("/usr/local/bin/keywardd --check-config {config_in_exec_start}").as_str()),
+        "the first ExecReload= must check the file ExecStart= reads"
+    );
+    assert!(lines.len() >= 2, "nothing signals the daemon: {lines:?}");
+
+    let tmp = temp_dir();
+    let config = tmp.path().join("keywardd.toml");
+    let marker = tmp.path().join("signalled");
+    // Runs the lines as systemd does (in order, the first failure fails the reload), with the
+    // built keywardd, a config in the temp dir, and the signal replaced by a marker file.
+    let reload = || -> bool {
+        for line in &lines {
+            let line = line
+                .replace("/usr/local/bin/keywardd", keywardd_bin().to_str().unwrap())
+                .replace(config_in_exec_start, config.to_str().unwrap());
+            let mut words = line.split_whitespace();
+            let program = words.next().unwrap();
+            let args: Vec<&str> = words.collect();
+            if program == "/bin/kill" {
+                fs::write(&marker, "").unwrap();
+                continue;
+            }
+            let out = run(Command::new(program).args(&args), None);
+            if out.code != Some(0) {
+                assert!(out.error_line(1).contains("keywardd.toml"), "{out:#?}");
+                return false;
+            }
+        }
+        true
+    };
+    fs::write(&config, "[keys.a]\nallow_uids = [\"no-such-user-kw\"]\n").unwrap();
+    assert!(!reload(), "a broken config reloaded");
+    assert!(
+        !marker.exists(),
+        "the daemon was signalled with a broken config"
+    );
+    fs::write(&config, "[keys.a]\nallow_uids = [0]\n").unwrap();
+    assert!(reload());
+    assert!(marker.exists(), "a good config did not reach the daemon");
+}
+
 /// A temporary root with the host's systemd units (for sysinit.target and friends), the
 /// binaries where the units say, and `/bin/kill` for ExecReload=.
 fn install_root(root: &Path) -> bool {
