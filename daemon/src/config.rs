@@ -9,6 +9,7 @@
 //! audit_log = "/var/log/keyward/audit.jsonl"
 //! audit_payloads = false
 //! audit_required = false
+//! audit_timeout_ms = 1000
 //! admin_uids = [0]                 # besides the daemon's own uid
 //! admin_gids = []
 //! idle_lock_secs = 0
@@ -119,6 +120,7 @@ struct DaemonSection {
     audit_payloads: bool,
     #[serde(default)]
     audit_required: bool,
+    audit_timeout_ms: Option<u64>,
     admin_uids: Option<Vec<Principal>>,
     #[serde(default)]
     admin_gids: Vec<Principal>,
@@ -169,6 +171,8 @@ pub(crate) struct DaemonConfig {
     pub(crate) audit_log: Option<PathBuf>,
     pub(crate) audit_payloads: bool,
     pub(crate) audit_required: bool,
+    /// The longest a signature waits for its audit record (with audit_required).
+    pub(crate) audit_timeout_ms: Option<u64>,
     pub(crate) idle_lock_secs: Option<u64>,
     pub(crate) max_unlock_secs: Option<u64>,
 }
@@ -242,9 +246,17 @@ pub(crate) fn parse(text: &str) -> Result<Config, String> {
         audit_log: file.daemon.audit_log,
         audit_payloads: file.daemon.audit_payloads,
         audit_required: file.daemon.audit_required,
+        audit_timeout_ms: file.daemon.audit_timeout_ms,
         idle_lock_secs: file.daemon.idle_lock_secs,
         max_unlock_secs: file.daemon.max_unlock_secs,
     };
+    if let Some(ms) = daemon.audit_timeout_ms
+        && !(1..=60_000).contains(&ms)
+    {
+        return Err(format!(
+            "daemon.audit_timeout_ms must be between 1 and 60000 (ms), not {ms}"
+        ));
+    }
     if daemon.audit_required && daemon.audit_log.is_none() {
         return Err("daemon.audit_required is set but daemon.audit_log is not".into());
     }
@@ -609,6 +621,8 @@ mod tests {
             ),
             ("[keys.\"../x\"]\n", "invalid key name"),
             ("[daemon]\naudit_required = true", "audit_log is not"),
+            ("[daemon]\naudit_timeout_ms = 0", "between 1 and 60000"),
+            ("[daemon]\naudit_timeout_ms = 60001", "between 1 and 60000"),
             ("[daemon\n", "line 1"),
             ("[daemon]\nsocket = \"/x\"\nsocket_groupp = 1", "line 3"),
             (

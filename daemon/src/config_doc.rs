@@ -63,7 +63,19 @@ pub(crate) const SETTINGS: &[Setting] = &[
         table: Daemon,
         name: "audit_required",
         example: "false",
-        doc: "Refuse to sign while the audit log cannot be written. Needs audit_log.",
+        doc: "Release a signature only once its audit record is written and flushed to the disk \
+              (fdatasync); while the log cannot be written (a full or read-only disk, a full \
+              queue, a disk that does not answer within audit_timeout_ms), signing is refused \
+              with Unavailable. Without it, signing never waits for the disk: records that \
+              cannot be written, or find the writer's queue (4096 records) full, are counted \
+              and lost. Needs audit_log.",
+    },
+    Setting {
+        table: Daemon,
+        name: "audit_timeout_ms",
+        example: "1000",
+        doc: "With audit_required: the longest a signature waits for its audit record before it \
+              is refused (1 to 60000). Default: 1000.",
     },
     Setting {
         table: Daemon,

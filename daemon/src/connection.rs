@@ -18,10 +18,15 @@ use keyward_protocol::{
 use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
-use crate::audit::{Decision, Subject};
 use crate::daemon::Daemon;
 use crate::handler;
 use crate::peer::Peer;
+use crate::refusals;
+use crate::throttle::{Throttle, suppressed_note};
+
+/// Lines about misbehaving connections (bad frames, malformed requests, stalls), at most
+/// this many a second: a client cannot flood the journal (throttle.rs).
+static CONNECTION_LINES: Throttle = Throttle::new(20, Duration::from_secs(1));
 
 /// Once a frame has begun, the rest of it must arrive within this time; a client that
 /// stalls mid-frame would otherwise hold a connection (and its thread) forever. Between
@@ -37,27 +42,13 @@ enum ReadError {
 }
 
 /// Answers a peer with no right of any kind, without reading anything it sent, and closes.
-/// Runs on the accept loop's runtime: a refused peer never gets a thread.
+/// Runs on the accept loop's runtime: a refused peer never gets a thread. The refusal is
+/// counted and recorded per uid and interval (refusals.rs), not logged one by one.
 pub(crate) async fn refuse(mut stream: tokio::net::UnixStream, daemon: Arc<Daemon>, peer: Peer) {
-    tracing::warn!(
-        uid = peer.uid,
-        pid = peer.pid,
-        "refused a connection: no key or admin right is granted to this uid or its groups"
-    );
-    let reason = format!(
-        "uid {} may not use this keywardd: no key or admin right is granted to it",
-        peer.uid
-    );
     // A refused connection is a decision too: it goes to the audit log. (A failed audit
     // write changes nothing here: nothing is released.)
-    let _ = daemon.audit.record(
-        &peer,
-        &Subject::connection(),
-        Decision::Deny,
-        &reason,
-        Duration::ZERO,
-    );
-    let denied = Response::error(ErrorCode::Denied, reason);
+    daemon.refusals.refused(&peer, &daemon.audit);
+    let denied = Response::error(ErrorCode::Denied, refusals::reason(&peer));
     let write = async {
         stream.write_all(&encode(&denied)?).await?;
         stream.flush().await
@@ -87,7 +78,14 @@ pub(crate) fn serve(
             Ok(None) => return,
             Err(ReadError::Frame(err)) => {
                 // The body was never read, so the stream cannot be resynchronised: answer and close.
-                tracing::info!(uid = peer.uid, pid = peer.pid, "closing connection: {err}");
+                if let Some(suppressed) = CONNECTION_LINES.admit() {
+                    tracing::info!(
+                        uid = peer.uid,
+                        pid = peer.pid,
+                        "closing connection: {err}{}",
+                        suppressed_note(suppressed)
+                    );
+                }
                 let code = match err {
                     FrameError::TooLarge { .. } => ErrorCode::TooLarge,
                     _ => ErrorCode::BadRequest,
@@ -100,11 +98,14 @@ pub(crate) fn serve(
                 return;
             }
             Err(ReadError::Timeout) => {
-                tracing::info!(
-                    uid = peer.uid,
-                    pid = peer.pid,
-                    "closing connection: frame not completed in time"
-                );
+                if let Some(suppressed) = CONNECTION_LINES.admit() {
+                    tracing::info!(
+                        uid = peer.uid,
+                        pid = peer.pid,
+                        "closing connection: frame not completed in time{}",
+                        suppressed_note(suppressed)
+                    );
+                }
                 return;
             }
         };
@@ -146,7 +147,14 @@ pub(crate) fn serve(
 
 fn malformed(peer: &Peer, err: &DecodeError) -> Response {
     // The framing is intact (the whole body was read), so the connection can go on.
-    tracing::info!(uid = peer.uid, pid = peer.pid, "malformed request: {err}");
+    if let Some(suppressed) = CONNECTION_LINES.admit() {
+        tracing::info!(
+            uid = peer.uid,
+            pid = peer.pid,
+            "malformed request: {err}{}",
+            suppressed_note(suppressed)
+        );
+    }
     Response::error(ErrorCode::BadRequest, format!("malformed request: {err}"))
 }
 

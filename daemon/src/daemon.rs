@@ -12,6 +12,7 @@ use crate::keyring::Keyring;
 use crate::lifecycle::{AutoLock, Lifecycle};
 use crate::peer::Peer;
 use crate::policy::{Policy, RateLimiter};
+use crate::refusals::Refusals;
 use crate::reload::ConfigSource;
 use crate::store::Store;
 
@@ -33,6 +34,8 @@ pub(crate) struct Daemon {
     /// Init, unlock, lock, passphrase change, adding and removing keys (one admin lock).
     pub(crate) lifecycle: Lifecycle,
     pub(crate) audit: AuditLog,
+    /// Refused connections, counted per uid and interval.
+    pub(crate) refusals: Refusals,
     pub(crate) rates: RateLimiter,
     /// The policy in force; a reload replaces the whole snapshot at once.
     policy: RwLock<Arc<Policy>>,
@@ -55,6 +58,7 @@ impl Daemon {
             keyring: lifecycle.initial_keyring(),
             lifecycle,
             audit,
+            refusals: Refusals::default(),
             rates: RateLimiter::default(),
             policy: RwLock::new(Arc::new(policy)),
             config_source,

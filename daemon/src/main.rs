@@ -25,12 +25,14 @@ mod payload;
 mod peer;
 mod policy;
 mod private_dir;
+mod refusals;
 mod reload;
 mod server;
 mod signer;
 mod socket;
 mod store;
 mod systemd;
+mod throttle;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -293,8 +295,15 @@ fn open_store(
 
 fn open_audit(config: &DaemonConfig) -> anyhow::Result<AuditLog> {
     match &config.audit_log {
-        Some(path) => AuditLog::open(path, config.audit_payloads, config.audit_required)
-            .with_context(|| format!("cannot open the audit log {}", path.display())),
+        Some(path) => AuditLog::open(
+            path,
+            config.audit_payloads,
+            config.audit_required,
+            config
+                .audit_timeout_ms
+                .map_or(audit::DEFAULT_TIMEOUT, Duration::from_millis),
+        )
+        .with_context(|| format!("cannot open the audit log {}", path.display())),
         None => Ok(AuditLog::disabled()),
     }
 }
@@ -396,6 +405,14 @@ async fn serve(
         tracing::warn!("cannot remove {}: {err}", socket_path.display());
     }
     daemon.lock("shutdown").await;
+    daemon.refusals.flush(&daemon.audit, true);
+    daemon.audit.flush();
+    let (dropped, failed) = (daemon.audit.dropped(), daemon.audit.failed());
+    if dropped + failed > 0 {
+        tracing::error!(
+            "audit records lost since start: {dropped} dropped (queue full), {failed} not written"
+        );
+    }
     tracing::info!("keywardd stopped");
     Ok(())
 }
@@ -424,14 +441,17 @@ fn spawn_signal_handlers(
     let daemon = Arc::clone(daemon);
     tokio::spawn(async move {
         while sighup.recv().await.is_some() {
-            // The outcome is logged by reload(); a signal has nobody to answer.
-            let _ = reload::reload(&daemon, "SIGHUP");
+            // The outcome is logged by reload(); a signal has nobody to answer. Off the
+            // runtime: reopening the audit log may wait on a slow disk.
+            let daemon = Arc::clone(&daemon);
+            let _ = tokio::task::spawn_blocking(move || reload::reload(&daemon, "SIGHUP")).await;
         }
     });
     Ok(())
 }
 
-/// Checks the auto-lock deadlines once a second, and tells systemd when the state changes
+/// Checks the auto-lock deadlines once a second, records the refusal counts that are due,
+/// and tells systemd when the state changes
 /// (`systemctl status` shows the line).
 async fn auto_lock(
     daemon: Arc<Daemon>,
@@ -445,6 +465,8 @@ async fn auto_lock(
             () = shutdown.cancelled() => return,
             _ = tick.tick() => daemon.enforce_auto_lock().await,
         }
+        // Refused connections are recorded per uid and interval (refusals.rs).
+        daemon.refusals.flush(&daemon.audit, false);
         if let Some(notifier) = &notifier {
             let line = systemd::status_line(&daemon.status());
             if reported.as_deref() != Some(line.as_str()) {

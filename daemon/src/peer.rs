@@ -27,6 +27,22 @@ pub(crate) struct Peer {
     /// exec between connect() and accept, so it is never used to decide anything. `None`
     /// when /proc does not let us read it, or when the connecting process is already gone.
     pub(crate) exe: Option<String>,
+    /// What the audit record and the journal say about the peer beyond numbers (issue 19
+    /// §3): read at accept, like `exe`, and never used to decide anything.
+    pub(crate) about: About,
+}
+
+/// Who a peer is, in words an operator reads: what can be learnt without ptrace rights
+/// (`exe` needs them for another user's process, so it is null for every bot).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct About {
+    /// The uid's user name (the password database), if it has one.
+    pub(crate) user: Option<String>,
+    /// The process name, `/proc/PID/comm` (at most 15 bytes; the process may set it).
+    pub(crate) comm: Option<String>,
+    /// The systemd unit the process runs in, from `/proc/PID/cgroup` (`grid-bot.service`,
+    /// `session-3.scope`).
+    pub(crate) unit: Option<String>,
 }
 
 impl Peer {
@@ -58,7 +74,22 @@ impl Peer {
             })
             .filter(|&(pid, _)| alive(pid))
             .map(|(_, exe)| exe.to_string_lossy().into_owned());
-        Ok(Peer::new(uid, gid, pid, supplementary, exe))
+        // Read, then checked alive: a reused pid is caught as for `exe`.
+        let read = |name: &str| {
+            let pid = pid?;
+            let text = fs::read_to_string(format!("/proc/{pid}/{name}")).ok()?;
+            alive(pid).then_some(text)
+        };
+        let about = About {
+            user: user_name(uid),
+            comm: read("comm")
+                .map(|comm| comm.trim_end_matches('\n').to_owned())
+                .filter(|comm| !comm.is_empty()),
+            unit: read("cgroup").and_then(|cgroup| unit_from_cgroup(&cgroup)),
+        };
+        let mut peer = Peer::new(uid, gid, pid, supplementary, exe);
+        peer.about = about;
+        Ok(peer)
     }
 
     /// A peer with `gid` and `supplementary` as its groups (sorted, deduplicated).
@@ -79,8 +110,42 @@ impl Peer {
             pid,
             groups,
             exe,
+            about: About::default(),
         }
     }
+}
+
+/// The user name of `uid`, from the password database (`None` for a uid without one).
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+}
+
+/// The systemd unit in a `/proc/PID/cgroup` text: the innermost `.service` or `.scope` of
+/// the unified hierarchy's path (`0::/system.slice/grid-bot.service`), else of the v1
+/// `name=systemd` hierarchy's.
+fn unit_from_cgroup(cgroup: &str) -> Option<String> {
+    let path = |prefix: &str| {
+        cgroup
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .filter(|path| *path != "/")
+    };
+    let path = path("0::").or_else(|| {
+        cgroup
+            .lines()
+            .find_map(|line| line.split_once(":name=systemd:").map(|(_, path)| path))
+    })?;
+    path.split('/')
+        .rev()
+        .find(|part| {
+            (part.ends_with(".service") || part.ends_with(".scope"))
+                && !part.starts_with("user@")
+                && part.len() < 256
+        })
+        .map(str::to_owned)
 }
 
 /// True if `pidfd` refers to the live process `pid` (its fdinfo says `Pid: -1` once the
@@ -134,6 +199,37 @@ mod tests {
     }
 
     #[test]
+    fn the_unit_is_the_innermost_service_or_scope_of_the_cgroup_path() {
+        let unit = |text: &str| unit_from_cgroup(text);
+        assert_eq!(
+            unit("0::/system.slice/grid-bot.service\n").as_deref(),
+            Some("grid-bot.service")
+        );
+        assert_eq!(
+            unit("0::/user.slice/user-1000.slice/user@1000.service/app.slice/bot.service\n")
+                .as_deref(),
+            Some("bot.service")
+        );
+        assert_eq!(
+            unit("0::/user.slice/user-1000.slice/user@1000.service/init.scope\n").as_deref(),
+            Some("init.scope")
+        );
+        assert_eq!(
+            unit("0::/user.slice/user-1000.slice/session-3.scope\n").as_deref(),
+            Some("session-3.scope")
+        );
+        // cgroup v1: the name=systemd hierarchy.
+        assert_eq!(
+            unit("4:memory:/x\n1:name=systemd:/system.slice/arb.service\n0::/\n").as_deref(),
+            Some("arb.service")
+        );
+        // No unit: the root, a container's own paths, nothing at all.
+        assert_eq!(unit("0::/\n"), None);
+        assert_eq!(unit("0::/docker/abc123\n"), None);
+        assert_eq!(unit(""), None);
+    }
+
+    #[test]
     fn the_kernel_reports_this_process_groups_for_a_socket_pair() {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         let peer = Peer::of(&ours).unwrap();
@@ -152,6 +248,13 @@ mod tests {
         assert_eq!(
             peer.exe.as_deref(),
             std::env::current_exe().unwrap().to_str()
+        );
+        let comm = fs::read_to_string("/proc/self/comm").unwrap();
+        assert_eq!(peer.about.comm.as_deref(), Some(comm.trim_end()));
+        assert_eq!(peer.about.user, user_name(peer.uid));
+        assert!(
+            peer.about.user.is_some(),
+            "this test's uid has no user name"
         );
     }
 }

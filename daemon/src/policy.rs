@@ -362,6 +362,7 @@ mod tests {
             pid: None,
             groups: groups.to_vec(),
             exe: None,
+            about: Default::default(),
         }
     }
 

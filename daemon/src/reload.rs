@@ -3,6 +3,10 @@
 //!
 //! Only the policy part of the file reloads: the `[daemon]` section (socket, keystore,
 //! audit log, limits) is read at start, and a change there is reported, not applied.
+//!
+//! Every reload also reopens the audit log at its path, so that logrotate can move the file
+//! away and have the next record start a new one. That happens even when the new config is
+//! invalid: rotation must not depend on the policy file.
 
 use std::path::PathBuf;
 
@@ -26,12 +30,16 @@ pub(crate) struct ConfigSource {
 pub(crate) struct Reloaded {
     /// The `[daemon]` section differs from the one in force: it applies at the next start.
     pub(crate) daemon_section_changed: bool,
+    /// Why the audit log could not be reopened (records go on to the file open before).
+    pub(crate) audit_reopen_error: Option<String>,
 }
 
 /// Re-reads the config file and puts its policy in force. An invalid file changes nothing:
 /// the old policy stays in force and the error (one line) is returned. `trigger` names the
 /// cause in log lines ("SIGHUP").
 pub(crate) fn reload(daemon: &Daemon, trigger: &str) -> Result<Reloaded, String> {
+    // Logged by reopen() on failure; reported to whoever asked below.
+    let audit_reopen_error = daemon.audit.reopen().err();
     let source = &daemon.config_source;
     let loaded = match &source.file {
         Some((path, must_exist)) => config::load(path, *must_exist).map_err(|err| err.to_string()),
@@ -43,7 +51,10 @@ pub(crate) fn reload(daemon: &Daemon, trigger: &str) -> Result<Reloaded, String>
             tracing::error!(
                 "{trigger}: the new config is invalid, the old policy stays in force: {err}"
             );
-            return Err(err);
+            return Err(match audit_reopen_error {
+                Some(audit) => format!("{err}; and {audit}"),
+                None => err,
+            });
         }
     };
     daemon.set_policy(new.policy);
@@ -59,6 +70,7 @@ pub(crate) fn reload(daemon: &Daemon, trigger: &str) -> Result<Reloaded, String>
     }
     Ok(Reloaded {
         daemon_section_changed,
+        audit_reopen_error,
     })
 }
 

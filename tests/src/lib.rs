@@ -650,3 +650,29 @@ pub fn openssl(args: &[&str]) -> Vec<u8> {
 pub fn read(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
 }
+
+/// The audit log at `path` once it holds at least `records` complete lines and has not grown
+/// for 100 ms. keywardd writes records from a thread of its own (daemon/src/audit.rs), so a
+/// record can land just after the response that it records; this waits for it (10 s at most,
+/// then panics with what the file holds).
+#[track_caller]
+pub fn audit_log(path: &Path, records: usize) -> String {
+    let started = Instant::now();
+    let mut last = (String::new(), Instant::now());
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        let complete = text.matches('\n').count();
+        if text != last.0 {
+            last = (text.clone(), Instant::now());
+        }
+        if complete >= records && last.1.elapsed() >= Duration::from_millis(100) {
+            return text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the audit log {} did not reach {records} records in 10 s; it holds:\n{text}",
+            path.display()
+        );
+        sleep(Duration::from_millis(10));
+    }
+}

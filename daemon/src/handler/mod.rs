@@ -15,11 +15,16 @@ use std::time::Instant;
 
 use keyward_protocol::{ErrorCode, Request, Response};
 
-use crate::audit::Decision;
+use crate::audit::{Decision, Wait};
 use crate::daemon::Daemon;
 use crate::failure::Failure;
 use crate::peer::Peer;
 use crate::policy::Policy;
+use crate::throttle::{Throttle, suppressed_note};
+
+/// Denial and failure lines, at most this many a second: a bot retrying a denied request in
+/// a loop must not flood the journal; the audit log still records every one (throttle.rs).
+static DECISION_LINES: Throttle = Throttle::new(20, std::time::Duration::from_secs(1));
 
 /// Answers one request (after the Hello handshake), and records the decision in the audit
 /// log. With `audit_required`, a signature whose record cannot be written is not released.
@@ -37,24 +42,35 @@ pub(crate) async fn handle(daemon: &Arc<Daemon>, peer: &Peer, request: Request) 
         Err(failure) => {
             let decision = match failure.code {
                 ErrorCode::Denied | ErrorCode::PolicyViolation | ErrorCode::RateLimited => {
-                    tracing::warn!(
-                        request = subject.kind,
-                        key = subject.key.as_deref().unwrap_or("-"),
-                        uid = peer.uid,
-                        pid = peer.pid,
-                        "denied: {}",
-                        failure.message
-                    );
+                    if let Some(suppressed) = DECISION_LINES.admit() {
+                        tracing::warn!(
+                            request = subject.kind,
+                            key = subject.key.as_deref().unwrap_or("-"),
+                            uid = peer.uid,
+                            user = peer.about.user.as_deref().unwrap_or("-"),
+                            pid = peer.pid,
+                            comm = peer.about.comm.as_deref().unwrap_or("-"),
+                            unit = peer.about.unit.as_deref().unwrap_or("-"),
+                            "denied: {}{}",
+                            failure.message,
+                            suppressed_note(suppressed)
+                        );
+                    }
                     Decision::Deny
                 }
                 _ => {
-                    tracing::info!(
-                        request = subject.kind,
-                        uid = peer.uid,
-                        code = %failure.code,
-                        "failed: {}",
-                        failure.message
-                    );
+                    if let Some(suppressed) = DECISION_LINES.admit() {
+                        tracing::info!(
+                            request = subject.kind,
+                            uid = peer.uid,
+                            user = peer.about.user.as_deref().unwrap_or("-"),
+                            comm = peer.about.comm.as_deref().unwrap_or("-"),
+                            code = %failure.code,
+                            "failed: {}{}",
+                            failure.message,
+                            suppressed_note(suppressed)
+                        );
+                    }
                     Decision::Error
                 }
             };
@@ -62,15 +78,17 @@ pub(crate) async fn handle(daemon: &Arc<Daemon>, peer: &Peer, request: Request) 
             (failure.into_response(), decision, reason)
         }
     };
+    let signature = matches!(
+        response,
+        Response::Signature { .. } | Response::Signatures { .. }
+    );
+    // With audit_required, a signature waits until its record is on disk (or known lost);
+    // nothing else ever waits for the audit log (audit.rs).
+    let wait = if signature { Wait::ForDisk } else { Wait::No };
     let recorded = daemon
         .audit
-        .record(peer, &subject, decision, &reason, started.elapsed());
-    if recorded.is_err()
-        && matches!(
-            response,
-            Response::Signature { .. } | Response::Signatures { .. }
-        )
-    {
+        .record(peer, &subject, decision, &reason, started.elapsed(), wait);
+    if recorded.is_err() && signature {
         return Response::error(
             ErrorCode::Unavailable,
             "the audit log cannot be written; signing is refused until it can (audit_required)",

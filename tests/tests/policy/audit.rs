@@ -248,8 +248,8 @@ fn the_audit_log_has_one_line_per_decision_with_the_right_peer_and_no_secret() {
     let meta = fs::metadata(&audit_path).unwrap();
     assert!(meta.is_file());
     assert_eq!(meta.mode() & 0o7777, 0o600, "the audit log must be 0600");
-    let bytes = fs::read(&audit_path).unwrap();
-    let text = std::str::from_utf8(&bytes).unwrap();
+    let text = audit_log(&audit_path, expected.len());
+    let bytes = text.as_bytes().to_vec();
     assert!(text.ends_with('\n'), "the last record is not a whole line");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
@@ -297,6 +297,27 @@ fn the_audit_log_has_one_line_per_decision_with_the_right_peer_and_no_secret() {
             Some(&want.exe),
             "{ctx}"
         );
+        // Who, in words (issue 19 §3): the user name and the process name, which need no
+        // ptrace rights (the kernel sets comm from the executable's name at exec, 15 bytes).
+        let user = match want.uid {
+            0 => "root",
+            65534 => "nobody",
+            _ => "",
+        };
+        if !user.is_empty() {
+            assert_eq!(fields["user"], user, "{ctx}");
+        }
+        let comm: String = want
+            .exe
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .chars()
+            .take(15)
+            .collect();
+        assert_eq!(fields["comm"], comm.as_str(), "{ctx}");
+        assert!(fields.contains_key("unit"), "{ctx}");
         assert_eq!(fields["request"], want.request, "{ctx}");
         assert_eq!(fields["key"].as_str(), want.key, "{ctx}");
         assert_eq!(fields["decision"], want.decision, "{ctx}");
@@ -386,7 +407,7 @@ fn audit_payloads_puts_the_payload_in_each_record() {
     client.sign("ed", binary).unwrap();
     client.sign_batch("ed", &[text, binary]).unwrap();
 
-    let log = fs::read_to_string(&audit_path).unwrap();
+    let log = audit_log(&audit_path, 4);
     let records: Vec<Value> = log
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
@@ -423,7 +444,7 @@ fn an_existing_audit_log_is_made_0600() {
     daemon.client().list().unwrap();
     let mode = fs::metadata(&audit_path).unwrap().mode() & 0o7777;
     assert_eq!(mode, 0o600, "the audit log is {mode:o}");
-    assert_eq!(fs::read_to_string(&audit_path).unwrap().lines().count(), 1);
+    assert_eq!(audit_log(&audit_path, 1).lines().count(), 1);
 }
 
 /// Without `audit_payloads`, no part of a payload reaches the audit log: not even through
@@ -447,7 +468,7 @@ fn without_audit_payloads_a_refusal_reason_quotes_no_payload() {
         client.sign("ed", payload.as_bytes()),
         ErrorCode::PolicyViolation,
     );
-    let log = fs::read(&audit_path).unwrap();
+    let log = audit_log(&audit_path, 2).into_bytes();
     assert_eq!(log.iter().filter(|&&b| b == b'\n').count(), 2);
     assert_no_run(
         &log,

@@ -238,7 +238,7 @@ fn a_peer_refused_at_connect_leaves_one_deny_record_in_the_audit_log() {
         out.error_line(4)
             .contains("uid 65534 may not use this keywardd")
     );
-    let text = fs::read_to_string(&audit_path).unwrap();
+    let text = audit_log(&audit_path, 1);
     let records: Vec<Value> = text
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())

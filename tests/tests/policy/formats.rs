@@ -557,7 +557,7 @@ fn the_reviews_bypasses_are_refused_with_policy_violation_and_the_reason() {
     client.sign("kucoin", good.as_bytes()).unwrap();
 
     // The audit log has each refusal with its reason (and the allowed signature).
-    let audit = fs::read_to_string(formats.config.dir().join("audit.jsonl")).unwrap();
+    let audit = audit_log(&formats.config.dir().join("audit.jsonl"), 1);
     let denied: Vec<(String, String)> = audit
         .lines()
         .map(|line| serde_json::from_str::<Value>(line).unwrap())

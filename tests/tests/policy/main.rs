@@ -13,6 +13,7 @@
 // One file per section: each tests one part of the policy.
 mod allow_lists;
 mod audit;
+mod audit_ops;
 mod config;
 mod formats;
 mod orders;
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use keyward_client::{Client, Error, ErrorCode, KeyKind, Scheme, SecretBytes};
 use keyward_tests::scan::{assert_no_run, find_run};
 use keyward_tests::verify::{Check, assert_python_verifies_all};
-use keyward_tests::{Daemon, Output, is_root, keyward_bin, keywardd_bin, openssl, run};
+use keyward_tests::{Daemon, Output, audit_log, is_root, keyward_bin, keywardd_bin, openssl, run};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;

@@ -322,7 +322,7 @@ fn each_format_signs_an_allowed_order_and_refuses_each_violation_with_the_reason
     );
 
     // The audit log holds each refusal with its reason.
-    let audit = fs::read_to_string(orders.config.dir().join("audit.jsonl")).unwrap();
+    let audit = audit_log(&orders.config.dir().join("audit.jsonl"), 1);
     let denied: Vec<(String, String)> = audit
         .lines()
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
