@@ -189,12 +189,81 @@ fn check_config(args: &Args, file: Option<&std::path::Path>) -> std::process::Ex
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_writer(std::io::stderr);
+    if stderr_is_the_journal() {
+        // The journal stamps the time and the unit itself; the prefix is the priority.
+        builder
+            .with_ansi(false)
+            .event_format(journal::Format)
+            .init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .init();
+    }
+}
+
+/// True when stderr is connected to the journal: `$JOURNAL_STREAM` names its device and inode
+/// (systemd.exec(5)). Checked against stderr itself, since the variable is inherited by
+/// children whose stderr was redirected elsewhere.
+fn stderr_is_the_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    nix::sys::stat::fstat(std::io::stderr())
+        .is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+}
+
+mod journal {
+    //! Log lines for the journal: each starts with its syslog priority, `<3>` error,
+    //! `<4>` warning, `<6>` info, `<7>` debug and trace (sd-daemon(3)), so that
+    //! `journalctl -p warning` shows the warnings and errors; the message follows, then the
+    //! event's fields as `name=value`.
+
+    use std::fmt;
+
+    use tracing::{Event, Level, Subscriber};
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+    use tracing_subscriber::registry::LookupSpan;
+
+    pub(super) struct Format;
+
+    /// The sd-daemon(3) priority of a level.
+    pub(super) fn priority(level: Level) -> u8 {
+        match level {
+            Level::ERROR => 3,
+            Level::WARN => 4,
+            Level::INFO => 6,
+            _ => 7,
+        }
+    }
+
+    impl<S, N> FormatEvent<S, N> for Format
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+    {
+        fn format_event(
+            &self,
+            ctx: &FmtContext<'_, S, N>,
+            mut writer: Writer<'_>,
+            event: &Event<'_>,
+        ) -> fmt::Result {
+            write!(writer, "<{}>", priority(*event.metadata().level()))?;
+            ctx.field_format().format_fields(writer.by_ref(), event)?;
+            writeln!(writer)
+        }
+    }
 }
 
 fn non_zero_secs(secs: u64) -> Option<Duration> {

@@ -291,3 +291,85 @@ mod check_config {
         );
     }
 }
+
+/// When stderr is the journal (issue 19 §4), every line starts with its syslog priority, so
+/// `journalctl -p warning` shows warnings and errors, and "AUDIT LOG WRITE FAILED" is an
+/// error; elsewhere the lines stay as a person reads them.
+mod journal {
+    use super::*;
+
+    fn config(dir: &Path) -> String {
+        let path = dir.join("keywardd.toml");
+        // /dev/full: every audit write fails (ENOSPC), which must be logged at error.
+        fs::write(
+            &path,
+            "[daemon]\naudit_log = \"/dev/full\"\n\n\
+             [keys.ed]\nformat = \"binance\"\ntimestamp_window_ms = 5000\n",
+        )
+        .unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    /// Makes the daemon log at each priority: info (start), warning (a denial), error (the
+    /// audit write), debug (a connection).
+    fn provoke(daemon: &Daemon) -> String {
+        daemon.generate("ed", "ed25519");
+        let mut client = daemon.client();
+        // No timestamp: a policy violation, logged as a warning.
+        let err = client.sign("ed", b"symbol=X").unwrap_err();
+        assert!(err.to_string().contains("timestamp"), "{err}");
+        let started = Instant::now();
+        loop {
+            let log = daemon.log();
+            if log.contains("AUDIT LOG WRITE FAILED") || started.elapsed() > TIMEOUT {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn lines_to_the_journal_start_with_their_syslog_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let daemon = Daemon::start_journal(&["--config", &config]);
+        let log = provoke(&daemon);
+        let line = |needle: &str| {
+            log.lines()
+                .find(|line| line.contains(needle))
+                .unwrap_or_else(|| panic!("no line with {needle:?}:\n{log}"))
+        };
+        assert!(line("AUDIT LOG WRITE FAILED").starts_with("<3>"), "{log}");
+        assert!(line("denied: ").starts_with("<4>"), "{log}");
+        assert!(line("keywardd listening").starts_with("<6>"), "{log}");
+        // Structured fields follow the message.
+        assert!(
+            line("denied: ").contains("key=\"ed\"") || line("denied: ").contains("key=ed"),
+            "{log}"
+        );
+        for line in log.lines() {
+            assert!(
+                ["<3>", "<4>", "<6>", "<7>"]
+                    .iter()
+                    .any(|p| line.starts_with(p)),
+                "a line without a priority: {line:?}\n{log}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_journal_stream_that_is_not_stderr_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        // Inherited from a parent whose stderr was the journal, but ours is a file.
+        let mut daemon =
+            Daemon::start_with_env(&[("JOURNAL_STREAM", "1:1")], &["--config", &config]);
+        let log = provoke(&daemon);
+        assert!(!log.lines().any(|line| line.starts_with('<')), "{log}");
+        assert!(
+            log.contains(" ERROR ") && log.contains("AUDIT LOG WRITE FAILED"),
+            "{log}"
+        );
+        daemon.assert_running();
+    }
+}

@@ -43,7 +43,7 @@ pub mod verify;
 
 /// Environment variables that would make a daemon under test depend on the machine it runs
 /// on: where its config, keystore and default socket are, and systemd's hand-offs.
-const FOREIGN_ENV: [&str; 10] = [
+const FOREIGN_ENV: [&str; 11] = [
     "XDG_CONFIG_HOME",
     "XDG_DATA_HOME",
     "XDG_RUNTIME_DIR",
@@ -54,6 +54,7 @@ const FOREIGN_ENV: [&str; 10] = [
     "LISTEN_FDNAMES",
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
+    "JOURNAL_STREAM",
 ];
 
 /// How long a daemon may take to start listening.
@@ -253,6 +254,34 @@ impl Daemon {
         let socket = dir.path().join("run").join("keyward.sock");
         let mut command = Command::new(keywardd_bin());
         command.env("KEYWARD_LOG", filter);
+        let home = dir.path().to_path_buf();
+        Daemon::spawn(command, dir, &home, socket, args)
+    }
+
+    /// Like [`Daemon::start`], with `env` set for the daemon (variables of
+    /// the machine's own that the harness otherwise removes, such as `JOURNAL_STREAM`, stay
+    /// when given here).
+    pub fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Daemon {
+        let dir = temp_dir();
+        let socket = dir.path().join("run").join("keyward.sock");
+        let mut command = Command::new(keywardd_bin());
+        command.envs(env.iter().copied());
+        let home = dir.path().to_path_buf();
+        Daemon::spawn(command, dir, &home, socket, args)
+    }
+
+    /// Like [`Daemon::start`], with the daemon's stderr (its log file) announced as the
+    /// journal: `JOURNAL_STREAM` holds the log file's device and inode, as systemd sets it
+    /// for a service whose output goes to the journal.
+    pub fn start_journal(args: &[&str]) -> Daemon {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = temp_dir();
+        let socket = dir.path().join("run").join("keyward.sock");
+        // `launch` truncates this same file (same inode) and makes it the daemon's stderr.
+        let log = File::create(dir.path().join("keywardd.log")).expect("cannot create the log");
+        let meta = log.metadata().expect("cannot stat the log");
+        let mut command = Command::new(keywardd_bin());
+        command.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
         let home = dir.path().to_path_buf();
         Daemon::spawn(command, dir, &home, socket, args)
     }
