@@ -110,7 +110,10 @@ fn service_sandbox_keeps_what_peer_credentials_need() {
     // One socket path everywhere.
     let socket = fs::read_to_string(unit("keywardd.socket")).unwrap();
     assert!(socket.contains("\nListenStream=/run/keyward/keyward.sock\n"));
-    assert!(socket.contains("\nSocketMode=0660\n") && socket.contains("\nSocketGroup=keyward\n"));
+    assert!(
+        socket.contains("\nSocketMode=0660\n")
+            && socket.contains("\nSocketGroup=keyward-clients\n")
+    );
     let tmpfiles = fs::read_to_string(unit("keyward.tmpfiles")).unwrap();
     assert!(tmpfiles.contains("\nd /run/keyward "));
 }
@@ -342,13 +345,23 @@ fn sysusers_and_tmpfiles_create_the_user_and_private_directories() {
     let gid: u32 = entry[3].parse().unwrap();
     assert!(uid > 0 && uid < 1000, "not a system uid: {entry:?}");
     assert_eq!(entry[5], "/var/lib/keyward");
+    let groups = fs::read_to_string(root.join("etc/group")).unwrap();
     assert!(
-        fs::read_to_string(root.join("etc/group"))
-            .unwrap()
+        groups
             .lines()
             .any(|line| line.starts_with(&format!("keyward:x:{gid}:"))),
         "no keyward group"
     );
+    // The bots' group (issue 19 §7): the socket's, not the daemon's, and nobody in it yet.
+    let clients: Vec<&str> = groups
+        .lines()
+        .find(|line| line.starts_with("keyward-clients:"))
+        .unwrap_or_else(|| panic!("no keyward-clients group in {groups}"))
+        .split(':')
+        .collect();
+    let clients_gid: u32 = clients[2].parse().unwrap();
+    assert!(clients_gid != gid && clients_gid < 1000, "{clients:?}");
+    assert_eq!(clients[3], "", "{clients:?}");
 
     run(
         Command::new(tmpfiles)
@@ -359,7 +372,8 @@ fn sysusers_and_tmpfiles_create_the_user_and_private_directories() {
     )
     .success();
     for (path, mode, owner, group) in [
-        ("run/keyward", 0o750, uid, gid),
+        // The bots reach the socket; only the daemon reads the policy in /etc/keyward.
+        ("run/keyward", 0o750, uid, clients_gid),
         ("var/lib/keyward", 0o700, uid, gid),
         ("var/log/keyward", 0o700, uid, gid),
         ("etc/keyward", 0o750, 0, gid),
@@ -383,6 +397,7 @@ fn example_config_is_accepted() {
     let text = fs::read_to_string(unit("keywardd.toml"))
         .unwrap()
         .replace("\"keyward\"", "\"root\"")
+        .replace("\"keyward-clients\"", "\"root\"")
         .replace("\"bot-binance\"", "\"root\"")
         .replace("/var/log/keyward/audit.jsonl", audit.to_str().unwrap())
         .lines()
