@@ -219,8 +219,7 @@ fn stderr_is_the_journal() -> bool {
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
         return false;
     };
-    nix::sys::stat::fstat(std::io::stderr())
-        .is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+    nix::sys::stat::fstat(std::io::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
 }
 
 mod journal {
@@ -461,7 +460,12 @@ async fn serve(
     ));
     if let Some(notifier) = &notifier {
         if let Some(every) = systemd::watchdog_interval() {
-            tokio::spawn(watchdog(notifier.clone(), every, shutdown.clone()));
+            tokio::spawn(watchdog(
+                notifier.clone(),
+                every,
+                socket_path.clone(),
+                shutdown.clone(),
+            ));
         }
         // Served: the listener is listening and the accept loop starts on the next line (a
         // client connecting now waits in the backlog). The headless unlock is done.
@@ -546,13 +550,79 @@ async fn auto_lock(
     }
 }
 
-/// Sends WATCHDOG=1 every `every` (half of the unit's WatchdogSec=) until shutdown.
-async fn watchdog(notifier: systemd::Notifier, every: Duration, shutdown: CancellationToken) {
+/// Sends WATCHDOG=1 every `every` (half of the unit's WatchdogSec=) until shutdown, but only
+/// after the daemon has served a request through its own socket: a Hello over a fresh
+/// connection, which goes through the accept loop, a connection thread and the framing, the
+/// path every bot's request takes (issue 19 §5). A live runtime whose accept loop is stuck,
+/// whose connection threads cannot start, or whose socket is gone stops the pings, and
+/// systemd restarts the daemon.
+async fn watchdog(
+    notifier: systemd::Notifier,
+    every: Duration,
+    socket: PathBuf,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
+    let mut failing = false;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => notifier.watchdog(),
+            _ = tick.tick() => {}
         }
+        let probe = tokio::select! {
+            () = shutdown.cancelled() => return,
+            probe = tokio::time::timeout(every, serves_hello(&socket)) => probe,
+        };
+        match probe.unwrap_or_else(|_| Err(format!("no answer within {every:?}"))) {
+            Ok(()) => {
+                if std::mem::take(&mut failing) {
+                    tracing::warn!("watchdog: the socket serves requests again");
+                }
+                notifier.watchdog();
+            }
+            Err(err) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::error!(
+                        "watchdog: cannot get an answer through {}: {err}; not telling the \
+                         service manager that keywardd is alive",
+                        socket.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Connects to `socket` and completes the Hello handshake.
+async fn serves_hello(socket: &std::path::Path) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|err| format!("cannot connect: {err}"))?;
+    let hello = keyward_protocol::Request::Hello {
+        version: keyward_protocol::PROTOCOL_VERSION,
+    };
+    let frame =
+        keyward_protocol::encode_request(&hello, u32::MAX).map_err(|err| err.to_string())?;
+    stream
+        .write_all(&frame)
+        .await
+        .map_err(|err| format!("cannot send: {err}"))?;
+    let mut header = [0u8; keyward_protocol::frame::HEADER_LEN];
+    stream
+        .read_exact(&mut header)
+        .await
+        .map_err(|err| format!("no answer: {err}"))?;
+    let len = keyward_protocol::frame::body_len(header, keyward_protocol::MAX_RESPONSE_FRAME)
+        .map_err(|err| err.to_string())?;
+    let mut body = vec![0u8; len];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|err| format!("no answer: {err}"))?;
+    match keyward_protocol::decode_response(&body) {
+        Ok(keyward_protocol::Response::Hello { .. }) => Ok(()),
+        Ok(_) => Err("an answer that is not Hello".to_owned()),
+        Err(err) => Err(format!("malformed answer: {err}")),
     }
 }

@@ -591,3 +591,58 @@ fn watchdog_pings_at_half_of_watchdog_usec() {
     );
     assert!(daemon.stop().success());
 }
+
+/// The watchdog ping proves that a request can be served (issue 19 §5): it follows a Hello
+/// through the daemon's own socket. With the socket gone no bot can connect, and the pings
+/// stop although the runtime is alive, so systemd restarts the daemon.
+#[test]
+fn watchdog_pings_stop_when_the_socket_cannot_serve() {
+    let Some(activate) = tool("systemd-socket-activate") else {
+        return;
+    };
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let mut notify = Notifications::bind(dir.join("notify.sock"));
+    let mut daemon = Activated::start(
+        &activate,
+        dir,
+        &[],
+        &[],
+        &[
+            ("NOTIFY_SOCKET", os(&notify.path)),
+            ("WATCHDOG_USEC", os("400000")),
+            ("HOME", os(dir)),
+        ],
+        &[os("--ephemeral")],
+    );
+    daemon.trigger();
+    daemon.ready(&mut notify);
+    sleep(Duration::from_millis(700));
+    let pings = |notify: &mut Notifications, settle| {
+        notify
+            .all(settle)
+            .iter()
+            .filter(|m| m.as_str() == "WATCHDOG=1")
+            .count()
+    };
+    let before = pings(&mut notify, Duration::from_millis(50));
+    assert!(before >= 2, "no pings while serving: {:?}", notify.seen);
+
+    fs::remove_file(&daemon.socket).unwrap();
+    // A probe in flight when the file went may still land.
+    let settled = pings(&mut notify, Duration::from_millis(300));
+    let after = pings(&mut notify, Duration::from_millis(1000)) - settled;
+    assert_eq!(
+        after, 0,
+        "WATCHDOG=1 went on with nothing able to connect: {:?}",
+        notify.seen
+    );
+    let log = daemon.log();
+    assert!(log.contains("watchdog: cannot get an answer"), "{log}");
+    assert_eq!(
+        log.matches("watchdog: cannot get an answer").count(),
+        1,
+        "{log}"
+    );
+    assert!(daemon.stop().success());
+}
