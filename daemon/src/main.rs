@@ -422,6 +422,15 @@ async fn serve(
             .await
             .map_err(|failure| anyhow::anyhow!("{}", failure.message))
             .with_context(|| format!("cannot unlock with the passphrase in {}", path.display()))?;
+        let auto_lock = &daemon.settings.auto_lock;
+        if auto_lock.idle.is_some() || auto_lock.max_unlocked.is_some() {
+            tracing::warn!(
+                "auto-lock is on, and the passphrase in {} is read at start only: after an \
+                 auto-lock, signing stops until someone runs `keyward unlock` (or keywardd \
+                 restarts)",
+                path.display()
+            );
+        }
     }
 
     // Socket-activated, the socket unit owns the file (path, mode, group): the daemon
