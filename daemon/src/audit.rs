@@ -41,6 +41,11 @@ use crate::peer::Peer;
 /// at 20 signatures/s it covers more than three minutes of a stalled disk.
 pub(crate) const QUEUE_CAPACITY: usize = 4096;
 
+/// Bytes of records waiting for the writer thread at most: with `audit_payloads` a record
+/// carries its payloads (up to a frame each), and under `mlockall` every queued byte is locked
+/// memory. A record that would pass this counts as a full queue.
+pub(crate) const QUEUE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// How long [`AuditLog::reopen`] and [`AuditLog::flush`] wait for the writer thread.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -115,6 +120,8 @@ struct State {
     busy_since_ms: AtomicU64,
     /// Whether a queue-full drop has been logged since the queue last had room.
     drop_reported: AtomicBool,
+    /// Bytes of the records in the queue (bounded by [`QUEUE_BYTES`]).
+    queued_bytes: AtomicU64,
 }
 
 enum Job {
@@ -299,16 +306,12 @@ impl AuditLog {
         let mut line = record.to_string();
         line.push('\n');
         if !durable {
-            return match writer.queue.try_send(Job::Record { line, ack: None }) {
-                Ok(()) => {
-                    self.state.drop_reported.store(false, Ordering::Relaxed);
-                    Ok(())
-                }
-                Err(_) => {
-                    self.count_drop();
-                    Ok(())
-                }
-            };
+            if self.enqueue(writer, line, None) {
+                self.state.drop_reported.store(false, Ordering::Relaxed);
+            } else {
+                self.count_drop();
+            }
+            return Ok(());
         }
         // A writer stuck for longer than the timeout will not answer this one in time either.
         let busy = self.state.busy_since_ms.load(Ordering::Relaxed);
@@ -318,15 +321,9 @@ impl AuditLog {
             return Err(AuditUnavailable);
         }
         let (ack, answer) = mpsc::sync_channel(1);
-        match writer.queue.try_send(Job::Record {
-            line,
-            ack: Some(ack),
-        }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.count_drop();
-                return Err(AuditUnavailable);
-            }
+        if !self.enqueue(writer, line, Some(ack)) {
+            self.count_drop();
+            return Err(AuditUnavailable);
         }
         // This blocks the connection's own thread (server.rs), never the runtime's.
         match answer.recv_timeout(self.timeout) {
@@ -337,6 +334,17 @@ impl AuditLog {
                 Err(AuditUnavailable)
             }
         }
+    }
+
+    /// Queues a record unless the queue is full (by count or by bytes); false if not queued.
+    fn enqueue(&self, writer: &Writer, line: String, ack: Option<SyncSender<bool>>) -> bool {
+        let len = line.len() as u64;
+        let queued = self.state.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if queued + len > QUEUE_BYTES || writer.queue.try_send(Job::Record { line, ack }).is_err() {
+            self.state.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     fn count_drop(&self) {
@@ -494,6 +502,9 @@ impl WriterThread {
             match job {
                 Job::Record { line, ack } => {
                     let written = self.write(&line);
+                    self.state
+                        .queued_bytes
+                        .fetch_sub(line.len() as u64, Ordering::Relaxed);
                     if let Some(ack) = ack {
                         pending_sync |= written;
                         acks.push((ack, written));
@@ -845,6 +856,27 @@ mod tests {
             started.elapsed()
         );
         assert!(optional.dropped() >= 100, "{}", optional.dropped());
+
+        // Large records (audit_payloads with big payloads) are bounded by bytes, not count.
+        let large = AuditLog::open(&fifo, true, false, timeout).unwrap();
+        let mib = "y".repeat(1024 * 1024);
+        for _ in 0..40 {
+            large
+                .record(
+                    &peer(),
+                    &subject(),
+                    Decision::Allow,
+                    &mib,
+                    Duration::ZERO,
+                    Wait::No,
+                )
+                .unwrap();
+        }
+        let queued = 40 - large.dropped();
+        assert!(
+            queued <= QUEUE_BYTES / (1024 * 1024) + 1,
+            "{queued} MiB queued"
+        );
         drop(reader);
     }
 }

@@ -67,7 +67,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
               (fdatasync); while the log cannot be written (a full or read-only disk, a full \
               queue, a disk that does not answer within audit_timeout_ms), signing is refused \
               with Unavailable. Without it, signing never waits for the disk: records that \
-              cannot be written, or find the writer's queue (4096 records) full, are counted \
+              cannot be written, or find the writer's queue (4096 records, 16 MiB) full, are counted \
               and lost. Needs audit_log.",
     },
     Setting {
