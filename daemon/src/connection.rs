@@ -66,7 +66,14 @@ pub(crate) fn serve(
     peer: &Peer,
     runtime: &tokio::runtime::Handle,
 ) {
-    tracing::debug!(uid = peer.uid, pid = peer.pid, "client connected");
+    tracing::debug!(
+        uid = peer.uid,
+        user = peer.about.user.as_deref().unwrap_or("-"),
+        pid = peer.pid,
+        comm = peer.about.comm.as_deref().unwrap_or("-"),
+        unit = peer.about.unit.as_deref().unwrap_or("-"),
+        "client connected"
+    );
     if let Err(err) = stream.set_write_timeout(Some(FRAME_TIMEOUT)) {
         tracing::warn!("cannot set a write timeout, closing: {err}");
         return;

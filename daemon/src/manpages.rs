@@ -66,7 +66,8 @@ fn daemon_page() -> std::io::Result<Vec<u8>> {
     roff.control("TP", []);
     roff.text([bold("SIGHUP")]);
     roff.text([roman(
-        "Reload the policy from the config file; a broken file keeps the old policy.",
+        "Reload the policy from the config file (a broken file keeps the old policy) and reopen \
+         the audit log (log rotation). Check a file first with --check-config.",
     )]);
     roff.control("SH", ["ENVIRONMENT"]);
     for (name, meaning) in [
@@ -84,7 +85,11 @@ fn daemon_page() -> std::io::Result<Vec<u8>> {
         ),
         (
             "NOTIFY_SOCKET, WATCHDOG_USEC",
-            "sd_notify readiness, status and watchdog.",
+            "sd_notify readiness, status and watchdog (each ping follows a Hello answered through the daemon's own socket).",
+        ),
+        (
+            "JOURNAL_STREAM",
+            "When it names stderr, log lines start with their syslog priority (<3> error, <4> warning, <6> info, <7> debug).",
         ),
     ] {
         roff.control("TP", []);
@@ -105,6 +110,10 @@ fn daemon_page() -> std::io::Result<Vec<u8>> {
         (
             "/var/log/keyward/audit.jsonl",
             "The audit log, when keywardd.toml names it.",
+        ),
+        (
+            "/etc/logrotate.d/keyward",
+            "Rotates the audit log (SIGHUP reopens it).",
         ),
     ] {
         roff.control("TP", []);
