@@ -37,7 +37,8 @@ pub(crate) const SETTINGS: &[Setting] = &[
         name: "socket_group",
         example: "\"keyward\"",
         doc: "Group name or gid: the socket becomes 0660 and its directory 0750, owned by this \
-              group, so its members may connect. Not used when socket-activated.",
+              group, so its members may connect. keywardd must be a member of the group (or root) to \
+              give the files to it. Not used when socket-activated.",
     },
     Setting {
         table: Daemon,
