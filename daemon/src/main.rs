@@ -495,7 +495,7 @@ async fn serve(
             "audit records lost since start: {dropped} dropped (queue full), {failed} not written"
         );
     }
-    tracing::info!("keywardd stopped");
+    tracing::info!(refused = daemon.refusals.total(), "keywardd stopped");
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
@@ -23,6 +24,8 @@ pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 pub(crate) struct Refusals {
     by_uid: Mutex<HashMap<u32, Tally>>,
+    /// Refused connections since start (for the stats).
+    total: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -47,6 +50,7 @@ pub(crate) fn reason(peer: &Peer) -> String {
 impl Refusals {
     /// Counts one refused connection; the first of a uid in an interval is recorded at once.
     pub(crate) fn refused(&self, peer: &Peer, audit: &AuditLog) {
+        self.total.fetch_add(1, Ordering::Relaxed);
         let first = {
             let mut by_uid = self
                 .by_uid
@@ -85,6 +89,11 @@ impl Refusals {
             );
             record(audit, peer, 1, SystemTime::now());
         }
+    }
+
+    /// Connections refused since start.
+    pub(crate) fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
     }
 
     /// Records the counts of intervals that have ended (all of them when `all`, at
