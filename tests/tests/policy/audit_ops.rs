@@ -54,6 +54,82 @@ fn sighup_reopens_the_audit_log_that_logrotate_moved_away() {
     );
 }
 
+/// The shipped logrotate snippet, run by logrotate itself on a running daemon's audit log:
+/// the file is renamed, the daemon reopens its path, nothing is lost. Only the path, the
+/// `su` line (the test's files are root's) and the signal's target are changed.
+#[test]
+fn logrotate_with_the_shipped_snippet_rotates_a_running_daemons_audit_log() {
+    let Some(logrotate) = ["/usr/sbin/logrotate", "/sbin/logrotate"]
+        .iter()
+        .map(Path::new)
+        .find(|path| path.exists())
+    else {
+        eprintln!("SKIPPED: logrotate is not installed (CI installs it; apt install logrotate)");
+        return;
+    };
+    let config = ConfigFile::new("");
+    let audit_path = config.dir().join("audit.jsonl");
+    config.set(&format!(
+        "[daemon]\naudit_log = \"{}\"\n",
+        audit_path.display()
+    ));
+    let daemon = start(&config);
+    let mut client = daemon.client();
+    client.generate("ed", KeyKind::Ed25519, None, None).unwrap();
+    client.sign("ed", b"before=1").unwrap();
+    audit_log(&audit_path, 2);
+
+    let shipped = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/keyward.logrotate"),
+    )
+    .unwrap();
+    let signal = "systemctl kill --signal=HUP --kill-whom=main keywardd.service";
+    assert!(shipped.contains(signal), "{shipped}");
+    let snippet = shipped
+        .replace("/var/log/keyward/audit.jsonl", audit_path.to_str().unwrap())
+        .replace("su keyward keyward", "su root root")
+        .replace(signal, &format!("kill -HUP {}", daemon_pid(&daemon)));
+    let conf = config.dir().join("logrotate.conf");
+    fs::write(&conf, snippet).unwrap();
+    let out = run(
+        Command::new(logrotate)
+            .arg("--force")
+            .arg("--state")
+            .arg(config.dir().join("logrotate.state"))
+            .arg(&conf),
+        None,
+    );
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    wait_for_log(&daemon, "audit log reopened", 1);
+    client.sign("ed", b"after=1").unwrap();
+
+    let new = audit_log(&audit_path, 1);
+    let (new, _) = records(&new);
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_eq!(
+        new[0]["payload_sha256"],
+        Value::from(sha256_hex(b"after=1"))
+    );
+    let rotated: Vec<PathBuf> = fs::read_dir(config.dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("audit.jsonl-")
+        })
+        .collect();
+    assert_eq!(rotated.len(), 1, "{rotated:?}");
+    let (old, _) = records(&fs::read_to_string(&rotated[0]).unwrap());
+    assert_eq!(old.len(), 2, "{old:?}");
+    assert_eq!(
+        old[1]["payload_sha256"],
+        Value::from(sha256_hex(b"before=1"))
+    );
+}
+
 #[test]
 fn a_flood_of_refused_connections_is_a_few_records_with_a_count() {
     if !can_switch_uid("a_flood_of_refused_connections_is_a_few_records_with_a_count") {
