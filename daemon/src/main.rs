@@ -258,9 +258,13 @@ mod journal {
             mut writer: Writer<'_>,
             event: &Event<'_>,
         ) -> fmt::Result {
-            write!(writer, "<{}>", priority(*event.metadata().level()))?;
-            ctx.field_format().format_fields(writer.by_ref(), event)?;
-            writeln!(writer)
+            let mut line = String::new();
+            ctx.field_format()
+                .format_fields(Writer::new(&mut line), event)?;
+            // One event, one journal entry: a line break inside (from an error's text) would
+            // start an entry of its own, at the priority its text claims.
+            let line = line.replace('\n', "\\n").replace('\r', "\\r");
+            writeln!(writer, "<{}>{line}", priority(*event.metadata().level()))
         }
     }
 }

@@ -83,9 +83,11 @@ impl Peer {
         let about = About {
             user: user_name(uid),
             comm: read("comm")
-                .map(|comm| comm.trim_end_matches('\n').to_owned())
+                .map(|comm| printable(comm.strip_suffix('\n').unwrap_or(&comm)))
                 .filter(|comm| !comm.is_empty()),
-            unit: read("cgroup").and_then(|cgroup| unit_from_cgroup(&cgroup)),
+            unit: read("cgroup")
+                .and_then(|cgroup| unit_from_cgroup(&cgroup))
+                .map(|unit| printable(&unit)),
         };
         let mut peer = Peer::new(uid, gid, pid, supplementary, exe);
         peer.about = about;
@@ -113,6 +115,14 @@ impl Peer {
             about: About::default(),
         }
     }
+}
+
+/// `text` with every control character replaced by `?`: a process names itself (comm), and
+/// a newline there must not forge a log line of its own.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// The user name of `uid`, from the password database (`None` for a uid without one).
@@ -196,6 +206,12 @@ mod tests {
         let setuid = STATUS.replace("Uid:\t1000\t1000", "Uid:\t1000\t0");
         assert!(groups_from_status(&setuid, 1000, 1000).is_empty());
         assert!(groups_from_status("Groups:\t27\n", 1000, 1000).is_empty());
+    }
+
+    #[test]
+    fn control_characters_in_a_process_name_become_question_marks() {
+        assert_eq!(printable("ev\n<3>FAKE\r\x1b[0m"), "ev?<3>FAKE??[0m");
+        assert_eq!(printable("grid-bot"), "grid-bot");
     }
 
     #[test]

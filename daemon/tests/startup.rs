@@ -357,6 +357,47 @@ mod journal {
         }
     }
 
+    /// A bot names its own process (comm): a line break there must not forge a journal
+    /// entry at a priority of its choosing.
+    #[test]
+    fn a_process_name_with_a_line_break_forges_no_journal_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let daemon = Daemon::start_journal(&["--config", &config]);
+        daemon.generate("ed", "ed25519");
+        let python_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/src");
+        let script = format!(
+            "import ctypes, keyward\n\
+             ctypes.CDLL(None).prctl(15, b'ev\\n<3>FORGED', 0, 0, 0)\n\
+             c = keyward.Client({:?})\n\
+             try:\n    c.sign('ed', b'symbol=X')\nexcept keyward.KeywardError:\n    pass\n",
+            daemon.socket().to_str().unwrap()
+        );
+        let out = keyward_tests::run(
+            std::process::Command::new("python3")
+                .args(["-c", &script])
+                .env("PYTHONPATH", python_src),
+            None,
+        );
+        assert_eq!(out.code, Some(0), "{out:#?}");
+        let started = Instant::now();
+        let log = loop {
+            let log = daemon.log();
+            if log.contains("FORGED") || started.elapsed() > TIMEOUT {
+                break log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(
+            log.contains("comm=\"ev?<3>FORGED\"") || log.contains("comm=ev?<3>FORGED"),
+            "{log}"
+        );
+        assert!(
+            !log.lines().any(|line| line.starts_with("<3>FORGED")),
+            "{log}"
+        );
+    }
+
     #[test]
     fn a_journal_stream_that_is_not_stderr_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
