@@ -5,8 +5,8 @@
 //! `server.rs` has already read the peer's credentials and accepted it; the thread, the cap
 //! on connections and shutdown are its business.
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
+use std::io::{ErrorKind, Read};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,9 @@ use keyward_protocol::{
     DecodeError, ErrorCode, MAX_RESPONSE_FRAME, PROTOCOL_VERSION, Request, Response,
     decode_request, encode_response,
 };
-use nix::sys::socket::{MsgFlags, recv};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{MsgFlags, recv, send};
 use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
@@ -130,14 +132,9 @@ pub(crate) fn serve(
 ) {
     tracing::debug!(uid = peer.uid, pid = peer.pid, "client connected");
     let timeouts = shared.timeouts;
-    // The standing timeouts: a write that cannot start for `frame`, and (until the first
-    // request) a read that waits for `hello`. Set once here and once after the first request;
-    // a frame that arrives whole and a response that fits the socket buffer cost no other
-    // timer call.
-    if let Err(err) = stream
-        .set_write_timeout(Some(timeouts.frame))
-        .and_then(|()| stream.set_read_timeout(Some(timeouts.hello)))
-    {
+    // The standing read timeout: `hello` until the first request, then `idle`. Set once here
+    // and once after the first request; a frame that arrives whole costs no other timer call.
+    if let Err(err) = stream.set_read_timeout(Some(timeouts.hello)) {
         tracing::warn!("cannot set the connection's timeouts, closing: {err}");
         return;
     }
@@ -390,7 +387,14 @@ impl Deadline<'_> {
             };
             match read {
                 Ok(0) => return Err(ReadError::Io(ErrorKind::UnexpectedEof.into())),
-                Ok(n) => buf = &mut buf[n..],
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    // Trickling in: each wait gets only what is left of the deadline, so
+                    // bytes that keep coming cannot stretch it.
+                    if self.armed && !buf.is_empty() {
+                        self.arm()?;
+                    }
+                }
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 // Nothing there yet, or the armed timeout ran out: wait for what is left.
                 Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -440,46 +444,43 @@ pub(crate) fn encode(response: &Response) -> std::io::Result<Zeroizing<Vec<u8>>>
     }
 }
 
-/// Writes a whole response within `timeout` of its first byte (`TimedOut` otherwise). The
-/// socket's standing write timeout is `timeout`, so a response that fits in the socket
-/// buffer costs one `write`; a client that takes a large one slowly meets a deadline for
-/// the whole of it, not one per `write`.
+/// Writes a whole response within `timeout` of its first byte (`TimedOut` otherwise).
+///
+/// Non-blocking sends and `poll` for the rest, not a blocking `write` under SO_SNDTIMEO:
+/// the kernel restarts that timeout for every chunk it manages to queue, so a client that
+/// takes a large response a few KiB at a time would hold the thread for as long as it
+/// likes. A response that fits in the socket buffer (the usual case) costs one `send`.
 fn write_response(
-    mut stream: &UnixStream,
+    stream: &UnixStream,
     response: &Response,
     timeout: Duration,
 ) -> std::io::Result<()> {
     let frame = encode(response)?;
     let until = Instant::now() + timeout;
     let mut rest = &frame[..];
-    let mut armed = false;
-    let result = loop {
-        if rest.is_empty() {
-            break Ok(());
+    while !rest.is_empty() {
+        match send(
+            stream.as_raw_fd(),
+            rest,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        ) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                let left = until.saturating_duration_since(Instant::now());
+                if left < Duration::from_millis(1) {
+                    return Err(ErrorKind::TimedOut.into());
+                }
+                let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+                let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLOUT)];
+                match poll(&mut fds, wait) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Err(err) => return Err(err.into()),
         }
-        let waited = match stream.write(rest) {
-            Ok(0) => break Err(ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                rest = &rest[n..];
-                !rest.is_empty()
-            }
-            Err(err) if err.kind() == ErrorKind::Interrupted => false,
-            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => true,
-            Err(err) => break Err(err),
-        };
-        if waited {
-            let left = until.saturating_duration_since(Instant::now());
-            if left < Duration::from_millis(1) {
-                break Err(ErrorKind::TimedOut.into());
-            }
-            if let Err(err) = stream.set_write_timeout(Some(left)) {
-                break Err(err);
-            }
-            armed = true;
-        }
-    };
-    if armed {
-        let _ = stream.set_write_timeout(Some(timeout));
     }
-    result
+    Ok(())
 }

@@ -184,8 +184,7 @@ fn spawn(
         });
     if let Err(err) = spawned {
         tracing::warn!("cannot start a thread for a connection, closing it: {err}");
-        // The send buffer of a new connection is empty: this write does not block.
-        let _ = ours.set_nonblocking(true);
+        // The send buffer of a new connection is empty: this write does not wait.
         let _ = connection::write_error(
             &ours,
             ErrorCode::Unavailable,
