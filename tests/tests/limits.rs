@@ -46,6 +46,7 @@ fn a_connection_that_never_sends_its_first_request_is_closed_after_hello_timeout
     assert_unavailable(conn.read_reply(), "hello_timeout_secs");
     conn.assert_closed();
     let took = started.elapsed();
+    println!("hello_timeout_secs = 1: a silent connection was closed after {took:.2?}");
     // Not the idle timeout (3 s): the first request has a deadline of its own.
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
@@ -63,6 +64,9 @@ fn a_frame_stalled_right_after_its_header_is_closed_after_frame_timeout() {
     let started = Instant::now();
     assert_eq!(conn.read_reply(), Reply::Closed);
     let took = started.elapsed();
+    println!(
+        "frame_timeout_secs = 1: a frame stalled after its header was closed after {took:.2?}"
+    );
     assert!(took < Duration::from_millis(2500), "closed after {took:?}");
     assert!(
         daemon.log().contains("frame_timeout_secs"),
@@ -104,6 +108,7 @@ fn a_connection_idle_between_requests_is_closed_after_idle_timeout_with_a_reason
     assert_unavailable(conn.read_reply(), "idle_timeout_secs");
     conn.assert_closed();
     let took = started.elapsed();
+    println!("idle_timeout_secs = 3: an idle connection was closed after {took:.2?}");
     assert!(
         took >= Duration::from_millis(2500) && took < Duration::from_millis(4500),
         "closed after {took:?}"
@@ -166,6 +171,11 @@ fn a_client_that_does_not_take_its_responses_is_closed_after_frame_timeout() {
         sleep(Duration::from_millis(50));
     }
     assert!(ended, "the daemon kept writing for 20 s");
+    println!(
+        "frame_timeout_secs = 1: a client reading 4 KiB every 50 ms was cut off after \
+         {received} of {total_expected} bytes, {:.1?} after it began reading",
+        started.elapsed()
+    );
     assert!(
         received < total_expected,
         "all {received} bytes arrived: the slow reader was never cut off"
