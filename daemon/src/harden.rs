@@ -144,3 +144,22 @@ fn mapped_bytes() -> u64 {
         })
         .map_or(0, |kib| kib * 1024)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        // Lower it as a desktop session or a container might (the other tests of this
+        // binary need far fewer files than this).
+        let low = hard.min(512);
+        setrlimit(Resource::RLIMIT_NOFILE, low, hard).unwrap();
+        raise_open_files(&Limits::default());
+        let (raised, still_hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        assert_eq!((raised, still_hard), (hard, hard));
+        setrlimit(Resource::RLIMIT_NOFILE, soft.max(raised), hard).unwrap();
+    }
+}
