@@ -334,3 +334,49 @@ fn when_every_place_is_taken_a_non_admin_is_answered_at_once_and_an_admin_still_
     drop(hostile);
     daemon.assert_running();
 }
+
+#[test]
+fn a_connection_the_system_refuses_a_thread_is_answered_and_the_daemon_goes_on() {
+    if !can_switch_uid("a_connection_the_system_refuses_a_thread_is_answered") {
+        return;
+    }
+    // uid 64999 may run 5 threads: the daemon's own two and three connections'. (What
+    // an exhausted memlock budget does to pthread_create under mlockall, RLIMIT_NPROC does
+    // here: the thread is refused with EAGAIN.)
+    let mut daemon = Daemon::start_as_limited(64999, Some(5), &[]);
+    let conns: Vec<RawConn> = (0..8).map(|_| RawConn::connect(daemon.socket())).collect();
+    sleep(Duration::from_millis(300));
+    let mut refused = 0;
+    let mut served = 0;
+    for mut conn in conns {
+        // A served connection answers its Hello; a refused one has already said why.
+        conn.send_request(&Request::Hello {
+            version: keyward_protocol::PROTOCOL_VERSION,
+        });
+        match conn.read_reply() {
+            Reply::Response(Response::Hello { .. }) => served += 1,
+            Reply::Response(Response::Error {
+                code: ErrorCode::Unavailable,
+                message,
+            }) => {
+                assert!(message.contains("cannot start a thread"), "{message}");
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    println!("RLIMIT_NPROC = 5: of 8 connections, {served} served, {refused} refused a thread");
+    assert!(
+        refused >= 1 && served >= 1,
+        "{served} served, {refused} refused"
+    );
+    // Their threads gone, the daemon serves again.
+    sleep(Duration::from_millis(300));
+    daemon.assert_running();
+    daemon.client().status().unwrap();
+    assert!(
+        daemon
+            .log()
+            .contains("cannot start a thread for a connection")
+    );
+}
