@@ -306,16 +306,43 @@ impl RefusalLog {
             previous => {
                 let unreported = previous.map_or(0, |(_, unreported)| unreported);
                 *state = Some((now, 0));
-                tracing::warn!(
-                    uid,
-                    pid,
-                    "refused a connection: {refusal} ({unreported} more refused since the last \
-                     report)"
-                );
+                if unreported == 0 {
+                    tracing::warn!(uid, pid, "refused a connection: {refusal}");
+                } else {
+                    tracing::warn!(
+                        uid,
+                        pid,
+                        "refused a connection: {refusal} ({unreported} more refused since the \
+                         last report)"
+                    );
+                }
             }
         }
     }
 }
+
+impl RefusalLog {
+    /// Reports the refusals counted since the last line, if any and if that line is
+    /// [`REPORT_EVERY`] old; called periodically, so a burst's count is never lost.
+    pub(crate) fn flush(&self) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((last, unreported)) = *state
+            && unreported > 0
+            && last.elapsed() >= REPORT_EVERY
+        {
+            *state = Some((Instant::now(), 0));
+            tracing::warn!(
+                "refused {unreported} more connections over the limits since the last report"
+            );
+        }
+    }
+}
+
+/// How often the accept loop looks for counted refusals to report.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

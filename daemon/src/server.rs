@@ -43,7 +43,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::connection::{self, Shared};
 use crate::daemon::Daemon;
-use crate::limits::{Limits, Place, Places};
+use crate::limits::{FLUSH_EVERY, Limits, Place, Places};
 use crate::peer::Peer;
 
 /// The stack of a connection's thread. Serving a request (decoding, policy, audit, signing
@@ -67,11 +67,16 @@ pub(crate) async fn run(listener: UnixListener, daemon: Arc<Daemon>, shutdown: C
     let shared = Arc::new(Shared::new(&daemon.settings.limits));
     let open = Arc::new(OpenConnections::default());
     let runtime = tokio::runtime::Handle::current();
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
     loop {
         // No wait for a free place before accept(): a connection is judged as soon as it
         // arrives, so an admin is never queued behind connections that will be refused.
         let stream = tokio::select! {
             () = shutdown.cancelled() => break,
+            _ = flush.tick() => {
+                shared.refusals.flush();
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _addr)) => stream,
                 Err(err) => {
