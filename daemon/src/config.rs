@@ -14,6 +14,13 @@
 //! admin_gids = []
 //! idle_lock_secs = 0
 //! max_unlock_secs = 0
+//! max_connections = 1024           # limits on connections (docs/SECURITY.md, "Limits")
+//! max_connections_per_uid = 256
+//! admin_connections = 16
+//! hello_timeout_secs = 10
+//! frame_timeout_secs = 10
+//! idle_timeout_secs = 600
+//! frame_budget_bytes = 16777216
 //!
 //! [defaults]                       # reloaded on SIGHUP: policy for keys without a table
 //! allow_uids = []                  # the daemon's own uid is always allowed
@@ -46,9 +53,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::limits::Limits;
 use crate::payload::{self, Decimal, Format, OrderRules, Rules};
 use crate::policy::{KeyPolicy, Policy, RateLimit};
 
@@ -126,6 +135,13 @@ struct DaemonSection {
     admin_gids: Vec<Principal>,
     idle_lock_secs: Option<u64>,
     max_unlock_secs: Option<u64>,
+    max_connections: Option<u64>,
+    max_connections_per_uid: Option<u64>,
+    admin_connections: Option<u64>,
+    hello_timeout_secs: Option<u64>,
+    frame_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    frame_budget_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +191,8 @@ pub(crate) struct DaemonConfig {
     pub(crate) audit_timeout_ms: Option<u64>,
     pub(crate) idle_lock_secs: Option<u64>,
     pub(crate) max_unlock_secs: Option<u64>,
+    /// Limits on connections.
+    pub(crate) limits: Limits,
 }
 
 /// A whole configuration: the start-time part and the reloadable policy.
@@ -234,6 +252,7 @@ pub(crate) fn parse(text: &str) -> Result<Config, String> {
             None => first,
         }
     })?;
+    let limits = resolve_limits(&file.daemon)?;
     let daemon = DaemonConfig {
         socket: file.daemon.socket,
         socket_gid: file
@@ -249,6 +268,7 @@ pub(crate) fn parse(text: &str) -> Result<Config, String> {
         audit_timeout_ms: file.daemon.audit_timeout_ms,
         idle_lock_secs: file.daemon.idle_lock_secs,
         max_unlock_secs: file.daemon.max_unlock_secs,
+        limits,
     };
     if let Some(ms) = daemon.audit_timeout_ms
         && !(1..=60_000).contains(&ms)
@@ -286,6 +306,83 @@ pub(crate) fn parse(text: &str) -> Result<Config, String> {
         },
     })
 }
+
+/// The `[daemon]` limits on connections, each within bounds that keep the daemon safe: at
+/// least one of everything, a thread count the memlock budget can plan for, deadlines from
+/// a second to a day (a week for the idle timeout).
+fn resolve_limits(section: &DaemonSection) -> Result<Limits, String> {
+    let defaults = Limits::default();
+    let within =
+        |field: &str, value: Option<u64>, default: u64, range: std::ops::RangeInclusive<u64>| {
+            match value {
+                None => Ok(default),
+                Some(value) if range.contains(&value) => Ok(value),
+                Some(value) => Err(format!(
+                    "daemon.{field} must be from {} to {}, not {value}",
+                    range.start(),
+                    range.end()
+                )),
+            }
+        };
+    let max_connections = within(
+        "max_connections",
+        section.max_connections,
+        defaults.max_connections as u64,
+        1..=MAX_THREADS,
+    )?;
+    let max_connections_per_uid = within(
+        "max_connections_per_uid",
+        section.max_connections_per_uid,
+        (defaults.max_connections_per_uid as u64).min(max_connections),
+        1..=max_connections,
+    )?;
+    let admin_connections = within(
+        "admin_connections",
+        section.admin_connections,
+        defaults.admin_connections as u64,
+        1..=256,
+    )?;
+    let secs = |field: &str, value: Option<u64>, default: Duration, max: u64| {
+        within(field, value, default.as_secs(), 1..=max).map(Duration::from_secs)
+    };
+    Ok(Limits {
+        max_connections: max_connections as usize,
+        max_connections_per_uid: max_connections_per_uid as usize,
+        admin_connections: admin_connections as usize,
+        hello_timeout: secs(
+            "hello_timeout_secs",
+            section.hello_timeout_secs,
+            defaults.hello_timeout,
+            3600,
+        )?,
+        frame_timeout: secs(
+            "frame_timeout_secs",
+            section.frame_timeout_secs,
+            defaults.frame_timeout,
+            3600,
+        )?,
+        idle_timeout: secs(
+            "idle_timeout_secs",
+            section.idle_timeout_secs,
+            defaults.idle_timeout,
+            7 * 86_400,
+        )?,
+        frame_budget: within(
+            "frame_budget_bytes",
+            section.frame_budget_bytes,
+            defaults.frame_budget,
+            MIN_FRAME_BUDGET..=MAX_FRAME_BUDGET,
+        )?,
+    })
+}
+
+/// Most connection threads the config may ask for: each reserves its stack against the
+/// memlock limit.
+const MAX_THREADS: u64 = 16_384;
+/// The frame budget must hold at least one frame of the largest default size.
+pub(crate) const MIN_FRAME_BUDGET: u64 = keyward_protocol::DEFAULT_MAX_FRAME as u64;
+/// And at most 1 GiB: it is memory the daemon may lock.
+const MAX_FRAME_BUDGET: u64 = 1 << 30;
 
 /// The slowest rate limit: one request a day.
 const MIN_RATE_PER_SEC: f64 = 1.0 / 86_400.0;
@@ -561,6 +658,37 @@ mod tests {
     }
 
     #[test]
+    fn limits_default_to_the_documented_values_and_parse() {
+        assert_eq!(parse("").unwrap().daemon.limits, Limits::default());
+        let limits = parse(
+            "[daemon]\nmax_connections = 8\nmax_connections_per_uid = 2\nadmin_connections = 2\n\
+             hello_timeout_secs = 1\nframe_timeout_secs = 2\nidle_timeout_secs = 3\n\
+             frame_budget_bytes = 100000",
+        )
+        .unwrap()
+        .daemon
+        .limits;
+        assert_eq!(
+            limits,
+            Limits {
+                max_connections: 8,
+                max_connections_per_uid: 2,
+                admin_connections: 2,
+                hello_timeout: Duration::from_secs(1),
+                frame_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(3),
+                frame_budget: 100_000,
+            }
+        );
+        // A small overall cap lowers the default per-uid cap with it.
+        let small = parse("[daemon]\nmax_connections = 8")
+            .unwrap()
+            .daemon
+            .limits;
+        assert_eq!(small.max_connections_per_uid, 8);
+    }
+
+    #[test]
     fn order_rules_parse_as_exact_decimals() {
         let config = parse(
             r#"
@@ -623,6 +751,22 @@ mod tests {
             ("[daemon]\naudit_required = true", "audit_log is not"),
             ("[daemon]\naudit_timeout_ms = 0", "between 1 and 60000"),
             ("[daemon]\naudit_timeout_ms = 60001", "between 1 and 60000"),
+            (
+                "[daemon]\nmax_connections = 0",
+                "daemon.max_connections must be from 1 to 16384, not 0",
+            ),
+            (
+                "[daemon]\nmax_connections = 8\nmax_connections_per_uid = 9",
+                "daemon.max_connections_per_uid must be from 1 to 8, not 9",
+            ),
+            (
+                "[daemon]\nidle_timeout_secs = 0",
+                "daemon.idle_timeout_secs must be from 1",
+            ),
+            (
+                "[daemon]\nframe_budget_bytes = 1000",
+                "daemon.frame_budget_bytes must be from 65536",
+            ),
             ("[daemon\n", "line 1"),
             ("[daemon]\nsocket = \"/x\"\nsocket_groupp = 1", "line 3"),
             (

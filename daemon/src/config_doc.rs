@@ -107,6 +107,62 @@ pub(crate) const SETTINGS: &[Setting] = &[
               overrides it).",
     },
     Setting {
+        table: Daemon,
+        name: "max_connections",
+        example: "1024",
+        doc: "Connections served at once, all users together (1 to 16384). A connection over \
+              a limit is accepted, answered Unavailable and closed at once: nobody waits in \
+              the listen backlog. Each connection has a thread whose 128 KiB stack counts \
+              against LimitMEMLOCK= (docs/SECURITY.md, \"Limits\").",
+    },
+    Setting {
+        table: Daemon,
+        name: "max_connections_per_uid",
+        example: "256",
+        doc: "Connections one user may hold at once, so that one user can never take the \
+              others' places (1 to max_connections; default 256, or max_connections if \
+              smaller). Admins are not held to it: they could lock anyway.",
+    },
+    Setting {
+        table: Daemon,
+        name: "admin_connections",
+        example: "16",
+        doc: "Places kept for admins (the daemon's uid, admin_uids, admin_gids) beyond \
+              max_connections, so an operator can always lock, whoever holds the other \
+              places; one admin uid may take half of them (1 to 256).",
+    },
+    Setting {
+        table: Daemon,
+        name: "hello_timeout_secs",
+        example: "10",
+        doc: "A connection whose first request has not arrived whole this many seconds after \
+              it was accepted is answered Unavailable and closed (1 to 3600).",
+    },
+    Setting {
+        table: Daemon,
+        name: "frame_timeout_secs",
+        example: "10",
+        doc: "Once a request's first byte has arrived, the rest must follow within this many \
+              seconds (a client trickling bytes is closed); a response must be taken by the \
+              client within as long (1 to 3600).",
+    },
+    Setting {
+        table: Daemon,
+        name: "idle_timeout_secs",
+        example: "600",
+        doc: "A connection with no request for this many seconds is answered Unavailable and \
+              closed; a client connects again (1 to 604800).",
+    },
+    Setting {
+        table: Daemon,
+        name: "frame_budget_bytes",
+        example: "16777216",
+        doc: "Bytes of requests larger than 4 KiB that may be arriving at once, all \
+              connections together; a request that does not fit is answered Unavailable and \
+              its connection closed. Requests up to 4 KiB (every signature request) are not \
+              counted (65536 to 1073741824, and at least --max-frame).",
+    },
+    Setting {
         table: Policy,
         name: "allow_uids",
         example: "[\"bot-binance\", 1001]",

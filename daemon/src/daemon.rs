@@ -10,6 +10,7 @@ use crate::audit::AuditLog;
 use crate::failure::Failure;
 use crate::keyring::Keyring;
 use crate::lifecycle::{AutoLock, Lifecycle};
+use crate::limits::Limits;
 use crate::peer::Peer;
 use crate::policy::{Policy, RateLimiter};
 use crate::refusals::Refusals;
@@ -23,6 +24,8 @@ pub(crate) struct Settings {
     pub(crate) max_frame: u32,
     /// When the keystore locks by itself.
     pub(crate) auto_lock: AutoLock,
+    /// Limits on connections.
+    pub(crate) limits: Limits,
 }
 
 #[derive(Debug)]

@@ -19,6 +19,7 @@ mod import;
 mod keyring;
 mod keystore;
 mod lifecycle;
+mod limits;
 mod manpages;
 mod os;
 mod payload;
@@ -289,9 +290,18 @@ fn run(args: Args, activated: Option<std::os::unix::net::UnixListener>) -> anyho
         Some((path, must_exist)) => config::load(&path, must_exist)?,
         None => config::parse("").map_err(anyhow::Error::msg)?,
     };
+    let limits = &config.daemon.limits;
+    if limits.frame_budget < u64::from(args.max_frame) {
+        anyhow::bail!(
+            "daemon.frame_budget_bytes ({}) is smaller than --max-frame ({}): a request of the \
+             largest size could never be received; raise frame_budget_bytes",
+            limits.frame_budget,
+            args.max_frame
+        );
+    }
     let kdf = keystore::KdfParams::default();
     // Before any thread or key exists, so every later allocation is covered.
-    harden::harden(u64::from(kdf.m_cost_kib) * 1024, args.require_mlock)?;
+    harden::harden(u64::from(kdf.m_cost_kib) * 1024, limits, args.require_mlock)?;
     // Requests are served and signed on each connection's own thread (server.rs). The
     // runtime keeps the accept loop, signals, timers and auto-lock: one worker is plenty.
     // Its blocking pool is where admin work runs (key generation and parsing, Argon2id,
@@ -395,6 +405,7 @@ async fn serve(
     let store = open_store(&args, &config.daemon, kdf)?;
     let settings = Settings {
         max_frame: args.max_frame,
+        limits: config.daemon.limits.clone(),
         auto_lock: AutoLock {
             idle: non_zero_secs(args.idle_lock.or(config.daemon.idle_lock_secs).unwrap_or(0)),
             max_unlocked: non_zero_secs(

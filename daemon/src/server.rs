@@ -15,12 +15,18 @@
 //!   main.rs bounds to one thread, and never on a connection's thread.
 //!
 //! Idle, a connection costs its thread's touched stack pages (a few KiB) and, under
-//! `mlockall`, its whole stack reservation against RLIMIT_MEMLOCK: [`MAX_CONNECTIONS`] ×
-//! [`CONNECTION_STACK`] is in harden.rs's budget (see [`stack_reservation`]).
+//! `mlockall`, its whole stack reservation against RLIMIT_MEMLOCK: every thread the limits
+//! allow × [`CONNECTION_STACK`] is in harden.rs's budget (see [`stack_reservation`]).
 //!
-//! Every connection holds a [`Slot`] while it lives: the cap's permit, the shutdown
-//! registration and the drain tracker's token. Limits on connections (per uid, deadlines)
-//! belong in [`admit`] and [`Slot`].
+//! Limits (issue 16; limits.rs holds the accounting, docs/SECURITY.md the reasoning): the
+//! loop accepts every connection at once, whatever is open, and judges it by its
+//! credentials. One over a cap (overall, per uid) is answered `Unavailable` and closed on
+//! the spot, never left in the backlog where it would hold up the connections behind it,
+//! an admin's `lock` among them; admins have places of their own for when the others are
+//! full. The deadlines are connection.rs's.
+//!
+//! Every connection holds a [`Slot`] while it lives: its place, the shutdown registration
+//! and the drain tracker's token.
 
 use std::collections::HashMap;
 use std::net::Shutdown;
@@ -29,19 +35,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use keyward_protocol::{ErrorCode, Response};
 use tokio::net::UnixListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use crate::connection;
+use crate::connection::{self, Shared};
 use crate::daemon::Daemon;
+use crate::limits::{FLUSH_EVERY, Limits, Place, Places};
 use crate::peer::Peer;
-
-/// Most connections served at once; further clients wait in the listen backlog. Refused
-/// peers are answered and closed at once, so they cannot take these slots and starve bots.
-pub(crate) const MAX_CONNECTIONS: usize = 1024;
 
 /// The stack of a connection's thread. Serving a request (decoding, policy, audit, signing
 /// any scheme, waiting on admin work) takes a small fraction of it even in a debug build,
@@ -53,26 +56,27 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The address space the connection threads' stacks may take at most (each also has a
 /// guard page): what `mlockall(MCL_FUTURE)` counts against RLIMIT_MEMLOCK for them.
-pub(crate) const fn stack_reservation() -> u64 {
-    (MAX_CONNECTIONS * (CONNECTION_STACK + 4096)) as u64
+pub(crate) fn stack_reservation(limits: &Limits) -> u64 {
+    (limits.max_threads() * (CONNECTION_STACK + 4096)) as u64
 }
 
 /// Serves `listener` until `shutdown` is cancelled, then waits for requests in flight.
 pub(crate) async fn run(listener: UnixListener, daemon: Arc<Daemon>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let places = Places::new(daemon.settings.limits.clone());
+    let shared = Arc::new(Shared::new(&daemon.settings.limits));
     let open = Arc::new(OpenConnections::default());
     let runtime = tokio::runtime::Handle::current();
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
     loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_closed) => break,
-            },
-        };
+        // No wait for a free place before accept(): a connection is judged as soon as it
+        // arrives, so an admin is never queued behind connections that will be refused.
         let stream = tokio::select! {
             () = shutdown.cancelled() => break,
+            _ = flush.tick() => {
+                shared.refusals.flush();
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _addr)) => stream,
                 Err(err) => {
@@ -83,16 +87,23 @@ pub(crate) async fn run(listener: UnixListener, daemon: Arc<Daemon>, shutdown: C
                 }
             },
         };
-        let Some((stream, peer)) = admit(stream, &daemon, &tracker) else {
+        let Some((stream, peer, place)) = admit(stream, &daemon, &places, &shared, &tracker) else {
             continue;
         };
         let slot = Slot {
-            _permit: permit,
+            _place: place,
             _token: tracker.token(),
             id: open.insert(&stream),
             open: Arc::clone(&open),
         };
-        spawn(stream, peer, slot, Arc::clone(&daemon), runtime.clone());
+        spawn(
+            stream,
+            peer,
+            slot,
+            Arc::clone(&daemon),
+            Arc::clone(&shared),
+            runtime.clone(),
+        );
     }
     tracker.close();
     // Idle connections wait in `read`: make it return end-of-file. A request in flight is
@@ -107,12 +118,16 @@ pub(crate) async fn run(listener: UnixListener, daemon: Arc<Daemon>, shutdown: C
 }
 
 /// Reads the peer's credentials (the kernel's record of connect()), refuses a peer with no
-/// right of any kind, and turns an admitted connection into a blocking stream for its thread.
+/// right of any kind, gives the others a place if the limits allow (else answers
+/// `Unavailable` and closes), and turns an admitted connection into a blocking stream for
+/// its thread.
 fn admit(
     stream: tokio::net::UnixStream,
     daemon: &Arc<Daemon>,
+    places: &Arc<Places>,
+    shared: &Shared,
     tracker: &TaskTracker,
-) -> Option<(Arc<UnixStream>, Peer)> {
+) -> Option<(Arc<UnixStream>, Peer, Place)> {
     let peer = match Peer::of(&stream) {
         Ok(peer) => peer,
         Err(err) => {
@@ -124,6 +139,22 @@ fn admit(
         tracker.spawn(connection::refuse(stream, Arc::clone(daemon), peer));
         return None;
     }
+    let admin = daemon.policy().is_admin(&peer, daemon.uid);
+    let place = match places.admit(peer.uid, admin) {
+        Ok(place) => place,
+        Err(refusal) => {
+            shared.refusals.refused(peer.uid, peer.pid, &refusal);
+            // A fresh connection's send buffer is empty: this small frame fits at once, so
+            // one non-blocking write is all it costs, and no task or thread is spent on it.
+            if let Ok(frame) = connection::encode(&Response::error(
+                ErrorCode::Unavailable,
+                refusal.to_string(),
+            )) {
+                let _ = stream.try_write(&frame);
+            }
+            return None;
+        }
+    };
     let stream = match stream
         .into_std()
         .and_then(|stream| stream.set_nonblocking(false).map(|()| stream))
@@ -134,34 +165,43 @@ fn admit(
             return None;
         }
     };
-    Some((Arc::new(stream), peer))
+    Some((Arc::new(stream), peer, place))
 }
 
 /// Starts the connection's thread. Should the system refuse a thread (out of memory or of
-/// memlock budget), that connection is closed and the daemon goes on.
+/// memlock budget), that connection is answered `Unavailable` and closed, and the daemon
+/// goes on.
 fn spawn(
     stream: Arc<UnixStream>,
     peer: Peer,
     slot: Slot,
     daemon: Arc<Daemon>,
+    shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
 ) {
+    let ours = Arc::clone(&stream);
     let spawned = std::thread::Builder::new()
         .name("keywardd-conn".into())
         .stack_size(CONNECTION_STACK)
         .spawn(move || {
-            connection::serve(&stream, &daemon, &peer, &runtime);
+            connection::serve(&stream, &daemon, &peer, &shared, &runtime);
             drop(slot);
         });
     if let Err(err) = spawned {
         tracing::warn!("cannot start a thread for a connection, closing it: {err}");
+        // The send buffer of a new connection is empty: this write does not wait.
+        let _ = connection::write_error(
+            &ours,
+            ErrorCode::Unavailable,
+            "keywardd cannot start a thread for this connection now; retry later",
+        );
     }
 }
 
 /// What a connection holds while it lives; dropping it frees the place.
 struct Slot {
-    /// One of the [`MAX_CONNECTIONS`].
-    _permit: OwnedSemaphorePermit,
+    /// Its place among the connections the limits allow.
+    _place: Place,
     /// Shutdown waits for this (a thread is not a tokio task, so it carries a token).
     _token: TaskTrackerToken,
     id: u64,

@@ -36,6 +36,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
+pub mod hostile;
 pub mod keystore;
 pub mod raw;
 pub mod scan;
@@ -292,6 +293,14 @@ impl Daemon {
     /// directory: the layout of a system daemon's `/run/keyward`, which clients of other
     /// uids trust. Needs root.
     pub fn start_as(uid: u32, args: &[&str]) -> Daemon {
+        Daemon::start_as_limited(uid, None, args)
+    }
+
+    /// Like [`Daemon::start_as`], with `RLIMIT_NPROC` set to `threads` when given: `uid` may
+    /// then run at most that many threads (the daemon's own included), so that creating a
+    /// connection's thread fails. Use a uid nothing else on the machine runs as. Needs root
+    /// and bash.
+    pub fn start_as_limited(uid: u32, threads: Option<u32>, args: &[&str]) -> Daemon {
         let dir = temp_dir();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
             .expect("cannot open up the temporary directory");
@@ -303,7 +312,17 @@ impl Daemon {
         fs::create_dir(&home).expect("cannot create the daemon's directory");
         std::os::unix::fs::chown(&home, Some(uid), Some(uid))
             .expect("cannot chown the daemon's directory (not root?)");
-        let mut command = Command::new("setpriv");
+        let mut command = match threads {
+            // bash's ulimit sets the limit, then setpriv runs keywardd with it as `uid`.
+            Some(threads) => {
+                let mut bash = Command::new("bash");
+                bash.arg("-c")
+                    .arg(format!("ulimit -u {threads} && exec setpriv \"$@\""))
+                    .arg("bash");
+                bash
+            }
+            None => Command::new("setpriv"),
+        };
         command
             .arg(format!("--reuid={uid}"))
             .arg(format!("--regid={uid}"))

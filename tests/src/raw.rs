@@ -100,6 +100,11 @@ impl RawConn {
         self.read_reply()
     }
 
+    /// The socket itself, for reads the methods here do not offer (a slow reader).
+    pub fn into_stream(self) -> UnixStream {
+        self.stream
+    }
+
     /// Closes the writing half, as a client does when it has nothing more to say.
     pub fn shutdown_write(&mut self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
