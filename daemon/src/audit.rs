@@ -212,6 +212,7 @@ impl AuditLog {
                 Ok(())
             }
             Err(err) => {
+                crate::stats::global().record_audit_failure();
                 if self.healthy.swap(false, Ordering::Relaxed) {
                     tracing::error!(
                         "AUDIT LOG WRITE FAILED: {err}; {}",

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use keyward_protocol::frame::{self, FrameError, HEADER_LEN};
 use keyward_protocol::{
-    DecodeError, ErrorCode, MAX_RESPONSE_FRAME, PROTOCOL_VERSION, Request, Response,
-    decode_request, encode_response,
+    DecodeError, ErrorCode, MAX_RESPONSE_FRAME, Request, Response, decode_request, encode_response,
 };
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -98,6 +97,7 @@ pub(crate) async fn refuse(mut stream: tokio::net::UnixStream, daemon: Arc<Daemo
         pid = peer.pid,
         "refused a connection: no key or admin right is granted to this uid or its groups"
     );
+    crate::stats::global().record_connection_refused();
     let reason = format!(
         "uid {} may not use this keywardd: no key or admin right is granted to it",
         peer.uid
@@ -139,8 +139,10 @@ pub(crate) fn serve(
         return;
     }
     let first_by = Instant::now() + timeouts.hello;
-    let mut greeted = false;
     let mut first = true;
+    let _open = crate::stats::global().connection_opened();
+    // The protocol version agreed by Hello; `None` until then.
+    let mut greeted: Option<u32> = None;
     loop {
         let standing = if first { timeouts.hello } else { timeouts.idle };
         let read = read_frame(
@@ -177,28 +179,17 @@ pub(crate) fn serve(
         drop(body);
         let response = match decoded {
             Err(err) => malformed(peer, &err),
-            Ok(Request::Hello { version }) if !greeted => {
-                if version == PROTOCOL_VERSION {
-                    greeted = true;
-                    Response::Hello {
-                        version: PROTOCOL_VERSION,
-                        max_frame: daemon.settings.max_frame,
-                    }
-                } else {
-                    Response::error(
-                        ErrorCode::UnsupportedVersion,
-                        format!(
-                            "protocol version {version} is not supported; this daemon speaks version {PROTOCOL_VERSION}"
-                        ),
-                    )
-                }
+            Ok(Request::Hello { version }) if greeted.is_none() => {
+                let (response, spoken) = handler::hello(daemon, version);
+                greeted = spoken;
+                response
             }
-            Ok(_) if !greeted => {
-                Response::error(ErrorCode::BadRequest, "the first request must be Hello")
-            }
-            // A signature completes on the first poll, here on this thread; admin requests
-            // park this thread while they wait for the admin lock or the admin thread.
-            Ok(request) => runtime.block_on(handler::handle(daemon, peer, request)),
+            Ok(request) => match greeted {
+                None => Response::error(ErrorCode::BadRequest, "the first request must be Hello"),
+                // A signature completes on the first poll, here on this thread; admin requests
+                // park this thread while they wait for the admin lock or the admin thread.
+                Some(version) => runtime.block_on(handler::handle(daemon, peer, version, request)),
+            },
         };
         if let Err(err) = write_response(stream, &response, timeouts.frame) {
             if err.kind() == ErrorKind::TimedOut {

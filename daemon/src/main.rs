@@ -30,6 +30,7 @@ mod reload;
 mod server;
 mod signer;
 mod socket;
+mod stats;
 mod store;
 mod systemd;
 
