@@ -141,8 +141,9 @@ pub(crate) fn serve(
     let first_by = Instant::now() + timeouts.hello;
     let mut first = true;
     let _open = crate::stats::global().connection_opened();
-    // The protocol version agreed by Hello; `None` until then.
-    let mut greeted: Option<u32> = None;
+    let mut greeted = false;
+    // The protocol version agreed by Hello.
+    let mut version = 0;
     loop {
         let standing = if first { timeouts.hello } else { timeouts.idle };
         let read = read_frame(
@@ -179,17 +180,19 @@ pub(crate) fn serve(
         drop(body);
         let response = match decoded {
             Err(err) => malformed(peer, &err),
-            Ok(Request::Hello { version }) if greeted.is_none() => {
-                let (response, spoken) = handler::hello(daemon, version);
-                greeted = spoken;
+            Ok(Request::Hello { version: asked }) if !greeted => {
+                let (response, spoken) = handler::hello(daemon, asked);
+                if let Some(spoken) = spoken {
+                    (greeted, version) = (true, spoken);
+                }
                 response
             }
-            Ok(request) => match greeted {
-                None => Response::error(ErrorCode::BadRequest, "the first request must be Hello"),
-                // A signature completes on the first poll, here on this thread; admin requests
-                // park this thread while they wait for the admin lock or the admin thread.
-                Some(version) => runtime.block_on(handler::handle(daemon, peer, version, request)),
-            },
+            Ok(_) if !greeted => {
+                Response::error(ErrorCode::BadRequest, "the first request must be Hello")
+            }
+            // A signature completes on the first poll, here on this thread; admin requests
+            // park this thread while they wait for the admin lock or the admin thread.
+            Ok(request) => runtime.block_on(handler::handle(daemon, peer, version, request)),
         };
         if let Err(err) = write_response(stream, &response, timeouts.frame) {
             if err.kind() == ErrorKind::TimedOut {
