@@ -9,6 +9,11 @@
 //! | 4 | denied: this user may not make that request, or the key's policy refuses the payload |
 //! | 5 | the keystore is locked (or not initialised) |
 //! | 6 | rate limited: retry later |
+//! | 7 | `keyward status`: the keystore is not initialised (it prints the state first) |
+//! | 8 | `keyward reload`: the new config is invalid; the old policy stays in force |
+//!
+//! `keyward status` also exits 5 when the keystore is locked, after printing the state, so
+//! that monitoring can run it as a check: 0 means keys can sign.
 
 use keyward_client::{Error as ClientError, ErrorCode};
 
@@ -19,6 +24,8 @@ pub(crate) const UNREACHABLE: u8 = 3;
 pub(crate) const DENIED: u8 = 4;
 pub(crate) const LOCKED: u8 = 5;
 pub(crate) const RATE_LIMITED: u8 = 6;
+pub(crate) const UNINITIALIZED: u8 = 7;
+pub(crate) const INVALID_CONFIG: u8 = 8;
 
 /// The help text's table of exit codes.
 pub(crate) const HELP: &str = "\
@@ -29,8 +36,33 @@ Exit codes:
   3  daemon unreachable (not running, or wrong --socket / KEYWARD_SOCK), or its
      socket belongs to another user and is not trusted (nothing was sent)
   4  denied (this user may not make that request, or the key's policy refuses the payload)
-  5  keystore locked (run `keyward unlock`) or not initialised (`keyward init`)
-  6  rate limited (retry later)";
+  5  keystore locked (run `keyward unlock`) or not initialised (`keyward init`);
+     `keyward status` exits 5 when locked, after printing the state
+  6  rate limited (retry later)
+  7  `keyward status`: the keystore is not initialised (after printing the state)
+  8  `keyward reload`: the new config is invalid; the old policy stays in force";
+
+/// A command that did its work but must still exit non-zero (e.g. `status` on a locked
+/// keystore): its code and the one line for stderr.
+#[derive(Debug)]
+pub(crate) struct Exit {
+    code: u8,
+    message: &'static str,
+}
+
+impl Exit {
+    pub(crate) fn new(code: u8, message: &'static str) -> Exit {
+        Exit { code, message }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
 
 /// A mistake in how the command was called, found after argument parsing.
 #[derive(Debug)]
@@ -50,6 +82,9 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<UsageError>() {
             return USAGE;
         }
+        if let Some(exit) = cause.downcast_ref::<Exit>() {
+            return exit.code;
+        }
         if let Some(client) = cause.downcast_ref::<ClientError>() {
             return match client {
                 // The socket's permissions refused us: that is a denial, not an absent daemon.
@@ -62,7 +97,13 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
                 // `sign --format` was given a payload the exchange's signing string cannot hold.
                 ClientError::InvalidRequest { .. } => USAGE,
                 _ => match client.code() {
-                    Some(ErrorCode::Denied | ErrorCode::PolicyViolation) => DENIED,
+                    // A batch larger than the burst is refused by the key's policy for good.
+                    Some(
+                        ErrorCode::Denied
+                        | ErrorCode::PolicyViolation
+                        | ErrorCode::BatchExceedsBurst,
+                    ) => DENIED,
+                    Some(ErrorCode::InvalidConfig) => INVALID_CONFIG,
                     Some(ErrorCode::Locked | ErrorCode::NotInitialized) => LOCKED,
                     Some(ErrorCode::RateLimited) => RATE_LIMITED,
                     _ => FAILURE,

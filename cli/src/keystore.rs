@@ -3,8 +3,9 @@
 use std::io::{self, Write as _};
 
 use clap::Args;
-use keyward_client::{Client, KeystoreState, Status};
+use keyward_client::{Client, KeyOrderRules, KeystoreState, Status, StatusReport, Welcome};
 
+use crate::exit::{self, Exit};
 use crate::passphrase::PassphraseSource;
 
 /// Sources of the current and the new passphrase for `passwd`.
@@ -58,15 +59,71 @@ pub(crate) fn passwd(client: &mut Client, args: &PasswdArgs) -> anyhow::Result<(
     Ok(())
 }
 
+/// Prints the state, then exits non-zero when no key can sign: [`exit::LOCKED`] when
+/// locked, [`exit::UNINITIALIZED`] when there is no keystore (for monitoring).
 pub(crate) fn status(client: &mut Client, json: bool) -> anyhow::Result<()> {
-    let status = client.status()?;
+    let report = client.status_report()?;
+    let daemon = client.daemon();
     let text = if json {
-        status_json(&status)
+        status_json(&report, daemon)
     } else {
-        status_text(&status)
+        status_text(&report, daemon)
     };
     io::stdout().lock().write_all(text.as_bytes())?;
-    Ok(())
+    match report.status.state {
+        KeystoreState::Locked => {
+            Err(Exit::new(exit::LOCKED, "the keystore is locked; run `keyward unlock`").into())
+        }
+        KeystoreState::Uninitialized => Err(Exit::new(
+            exit::UNINITIALIZED,
+            "the keystore is not initialized; run `keyward init`",
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+fn daemon_line(daemon: Option<&Welcome>) -> String {
+    match daemon {
+        Some(daemon) => format!(
+            "keywardd {} (commit {})",
+            daemon.daemon_version,
+            daemon.daemon_commit.as_deref().unwrap_or("unknown")
+        ),
+        None => "keywardd of protocol version 2 (too old to tell its version)".to_owned(),
+    }
+}
+
+/// One line of a key's order rules, as the daemon logs them.
+fn rules_line(rules: &KeyOrderRules) -> String {
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "any".to_owned()
+        } else {
+            items.join(",")
+        }
+    };
+    let limit = |value: &Option<String>| value.clone().unwrap_or_else(|| "none".to_owned());
+    format!(
+        "allow_symbols={} allow_sides={} allow_order_types={} max_quantity={} max_notional={} orders_per_minute={}",
+        list(&rules.allow_symbols),
+        list(&rules.allow_sides),
+        list(&rules.allow_order_types),
+        limit(&rules.max_quantity),
+        limit(&rules.max_notional),
+        rules
+            .orders_per_minute
+            .map_or_else(|| "none".to_owned(), |n| n.to_string()),
+    )
+}
+
+fn has_rules(rules: &KeyOrderRules) -> bool {
+    !rules.allow_symbols.is_empty()
+        || !rules.allow_sides.is_empty()
+        || !rules.allow_order_types.is_empty()
+        || rules.max_quantity.is_some()
+        || rules.max_notional.is_some()
+        || rules.orders_per_minute.is_some()
 }
 
 fn state_name(state: KeystoreState) -> &'static str {
@@ -79,7 +136,21 @@ fn state_name(state: KeystoreState) -> &'static str {
     }
 }
 
-fn status_text(status: &Status) -> String {
+fn status_text(report: &StatusReport, daemon: Option<&Welcome>) -> String {
+    let mut text = keystore_text(&report.status);
+    // Keys without order rules are left out of the text (JSON lists every key).
+    for rules in report.order_rules.iter().flatten().filter(|r| has_rules(r)) {
+        text.push_str(&format!(
+            "order rules of {}: {}\n",
+            rules.key,
+            rules_line(rules)
+        ));
+    }
+    text.push_str(&format!("daemon: {}\n", daemon_line(daemon)));
+    text
+}
+
+fn keystore_text(status: &Status) -> String {
     let mut text = format!(
         "state: {}\nkeys: {}\n",
         state_name(status.state),
@@ -97,7 +168,30 @@ fn status_text(status: &Status) -> String {
     text
 }
 
-fn status_json(status: &Status) -> String {
+fn status_json(report: &StatusReport, daemon: Option<&Welcome>) -> String {
+    let status = &report.status;
+    let order_rules = report.order_rules.as_ref().map(|all| {
+        all.iter()
+            .map(|rules| {
+                serde_json::json!({
+                    "key": rules.key,
+                    "allow_symbols": rules.allow_symbols,
+                    "allow_sides": rules.allow_sides,
+                    "allow_order_types": rules.allow_order_types,
+                    "max_quantity": rules.max_quantity,
+                    "max_notional": rules.max_notional,
+                    "orders_per_minute": rules.orders_per_minute,
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let daemon = daemon.map(|daemon| {
+        serde_json::json!({
+            "version": daemon.daemon_version,
+            "commit": daemon.daemon_commit,
+            "protocol": daemon.version,
+        })
+    });
     let unreadable: Vec<_> = status
         .unreadable
         .iter()
@@ -109,6 +203,8 @@ fn status_json(status: &Status) -> String {
         "idle_lock_in": status.idle_lock_in,
         "max_unlock_in": status.max_unlock_in,
         "unreadable": unreadable,
+        "order_rules": order_rules,
+        "daemon": daemon,
     });
     format!("{value:#}\n")
 }

@@ -12,6 +12,7 @@ mod manpages;
 mod output;
 mod passphrase;
 mod sign;
+mod stats;
 mod verify;
 
 use std::io::Write as _;
@@ -122,12 +123,32 @@ enum Command {
     Unlock(passphrase::PassphraseSource),
     /// Lock the keystore: the daemon drops every decrypted key.
     Lock,
-    /// Show the keystore's state, key count and auto-lock timers.
+    /// Show the keystore's state, key count, auto-lock timers and the daemon's version;
+    /// to an admin, each key's order rules.
+    ///
+    /// Exits 5 when the keystore is locked and 7 when it is not initialised (after printing
+    /// the state), so that monitoring can use it as a check. Users with the daemon's
+    /// read-only status right (`status_uids`) may run it.
     Status {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// Print the daemon's counters: signatures per key, denials, rate limits, connections,
+    /// unlocks, reloads (JSON).
+    ///
+    /// For node_exporter's textfile collector: `keyward stats --prometheus > DIR/keyward.prom.tmp
+    /// && mv DIR/keyward.prom.tmp DIR/keyward.prom`. Needs an admin or the status right.
+    Stats {
+        /// Print the Prometheus text exposition format instead (metrics `keyward_*`).
+        #[arg(long)]
+        prometheus: bool,
+    },
+    /// Make the daemon re-read its config file and put the new policy in force (admin).
+    ///
+    /// Exits 8 with the one-line error when the new config is invalid: the old policy then
+    /// stays in force.
+    Reload,
     /// Change the keystore passphrase.
     Passwd(keystore::PasswdArgs),
     /// Print a shell completion script (key names are completed from the daemon's list).
@@ -223,30 +244,41 @@ fn connect(socket: Option<&PathBuf>) -> anyhow::Result<Client> {
     })
 }
 
+/// A connection for a command whose daemon-side work can take long (key derivation, key
+/// generation, waiting for other admin work): no timeout, as a person is waiting and can
+/// interrupt. Every other command keeps the client's default.
+fn connect_admin(socket: Option<&PathBuf>) -> anyhow::Result<Client> {
+    let mut client = connect(socket)?;
+    client.set_timeout(None)?;
+    Ok(client)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let socket = cli.socket.as_ref();
     match cli.command {
         Command::Demo => demo::run(),
         Command::Completions { shell } => Ok(completions::write(shell, &mut std::io::stdout())?),
         Command::Manpages { dir } => manpages::write_all(&dir),
-        Command::Init(source) => keystore::init(&mut connect(socket)?, &source),
-        Command::Unlock(source) => keystore::unlock(&mut connect(socket)?, &source),
-        Command::Lock => keystore::lock(&mut connect(socket)?),
+        Command::Init(source) => keystore::init(&mut connect_admin(socket)?, &source),
+        Command::Unlock(source) => keystore::unlock(&mut connect_admin(socket)?, &source),
+        Command::Lock => keystore::lock(&mut connect_admin(socket)?),
         Command::Status { json } => keystore::status(&mut connect(socket)?, json),
-        Command::Passwd(args) => keystore::passwd(&mut connect(socket)?, &args),
+        Command::Stats { prometheus } => stats::stats(&mut connect(socket)?, prometheus),
+        Command::Reload => stats::reload(&mut connect_admin(socket)?),
+        Command::Passwd(args) => keystore::passwd(&mut connect_admin(socket)?, &args),
         Command::Import(args) => {
             args.validate()?;
-            keys::import(&mut connect(socket)?, args)
+            keys::import(&mut connect_admin(socket)?, args)
         }
         Command::Generate {
             name,
             scheme,
             api_key,
             format,
-        } => keys::generate(&mut connect(socket)?, &name, scheme, api_key, format),
+        } => keys::generate(&mut connect_admin(socket)?, &name, scheme, api_key, format),
         Command::List { json } => keys::list(&mut connect(socket)?, json),
         Command::Pubkey { name } => keys::pubkey(&mut connect(socket)?, &name),
-        Command::Remove { name } => keys::remove(&mut connect(socket)?, &name),
+        Command::Remove { name } => keys::remove(&mut connect_admin(socket)?, &name),
         Command::Sign {
             name,
             payload,

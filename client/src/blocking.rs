@@ -8,10 +8,10 @@ use std::time::Duration;
 use keyward_protocol::frame::HEADER_LEN;
 use keyward_protocol::{
     DEFAULT_MAX_FRAME, KeyInfo, KeyKind, PayloadFormat, Request, Response, Scheme, SecretBytes,
-    Status,
+    Stats, Status, StatusReport, Welcome,
 };
 
-use crate::{Error, Signature, ops, socket_path_from_env, trust};
+use crate::{DEFAULT_TIMEOUT, Error, Signature, ops, socket_path_from_env, trust};
 
 /// A blocking connection to `keywardd`.
 ///
@@ -26,6 +26,10 @@ pub struct Client {
     stream: UnixStream,
     /// The daemon's request size limit, from its Hello.
     max_frame: u32,
+    /// The protocol version agreed by the handshake.
+    version: u32,
+    /// The daemon's answer to a version 3 Hello (its version); `None` from version 2.
+    welcome: Option<Welcome>,
     /// Set while a request is in flight, and left set when the exchange fails half-way.
     broken: bool,
 }
@@ -35,6 +39,10 @@ impl Client {
     /// (its uid is ours or root, or it owns a directory only it could have made; see
     /// [`Error::UntrustedServer`]) before sending a byte, and performs the protocol
     /// handshake.
+    ///
+    /// Each read and write on the connection is bounded by [`DEFAULT_TIMEOUT`] (5 s, as the
+    /// Python client), so a bot never waits forever on a daemon that is stuck or backlogged;
+    /// [`Client::set_timeout`] changes it (`None`: wait forever).
     pub fn connect(path: impl AsRef<Path>) -> Result<Client, Error> {
         let path = path.as_ref();
         let stream = UnixStream::connect(path).map_err(|source| Error::Connect {
@@ -42,6 +50,10 @@ impl Client {
             source,
         })?;
         trust::check_server(&stream, path)?;
+        stream
+            .set_read_timeout(Some(DEFAULT_TIMEOUT))
+            .and_then(|()| stream.set_write_timeout(Some(DEFAULT_TIMEOUT)))
+            .map_err(Error::Io)?;
         Client::from_stream(stream)
     }
 
@@ -53,16 +65,42 @@ impl Client {
 
     /// Performs the handshake on an already connected stream (for example one with
     /// timeouts set, or one half of a socket pair). The server is not checked: the caller
-    /// vouches for it (use [`Client::connect`] for a path).
+    /// vouches for it (use [`Client::connect`] for a path). The stream's timeouts are left
+    /// as they are.
+    ///
+    /// The client offers protocol version 3 and, if the daemon does not speak it, version 2
+    /// on the same connection; [`Client::protocol_version`] says which was agreed.
     pub fn from_stream(stream: UnixStream) -> Result<Client, Error> {
         let mut client = Client {
             stream,
             max_frame: DEFAULT_MAX_FRAME,
+            version: keyward_protocol::MIN_PROTOCOL_VERSION,
+            welcome: None,
             broken: false,
         };
-        let response = client.call(&ops::hello())?;
-        client.max_frame = ops::expect_hello(response)?;
-        Ok(client)
+        for version in ops::versions() {
+            let response = client.call(&ops::hello(version))?;
+            if let Some(agreed) = ops::expect_hello(response, version)? {
+                client.max_frame = agreed.max_frame;
+                client.version = agreed.version;
+                client.welcome = agreed.welcome;
+                return Ok(client);
+            }
+        }
+        Err(Error::UnsupportedVersion {
+            daemon: "it speaks none of this client's versions".into(),
+        })
+    }
+
+    /// The protocol version agreed with the daemon (3, or 2 with an older daemon).
+    pub fn protocol_version(&self) -> u32 {
+        self.version
+    }
+
+    /// The daemon's version and git commit, from its Hello; `None` from a daemon of
+    /// protocol version 2, which does not say.
+    pub fn daemon(&self) -> Option<&Welcome> {
+        self.welcome.as_ref()
     }
 
     /// The largest request frame body the daemon accepts, as it announced in its Hello.
@@ -75,9 +113,11 @@ impl Client {
         self.broken
     }
 
-    /// Sets a timeout on each read and write of the socket; `None` waits forever (the
-    /// default). A call that times out fails with [`Error::Io`] and breaks the connection,
-    /// since the late answer would otherwise be taken for the next call's.
+    /// Sets a timeout on each read and write of the socket; `None` waits forever.
+    /// [`Client::connect`] sets [`DEFAULT_TIMEOUT`]. A call that times out fails with
+    /// [`Error::Io`] and breaks the connection, since the late answer would otherwise be
+    /// taken for the next call's. Admin calls that do slow work in the daemon (unlock's key
+    /// derivation, generating an RSA key) may need a longer one.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
         self.stream.set_read_timeout(timeout).map_err(Error::Io)?;
         self.stream.set_write_timeout(timeout).map_err(Error::Io)
@@ -152,6 +192,29 @@ impl Client {
         ops::expect_status(response)
     }
 
+    /// Reports the keystore's state, and to an admin each key's order rules
+    /// ([`StatusReport::order_rules`]; `None` for other peers and from a version 2 daemon).
+    pub fn status_report(&mut self) -> Result<StatusReport, Error> {
+        let response = self.call(&Request::Status)?;
+        ops::expect_status_report(response)
+    }
+
+    /// The daemon's counters (an admin, or a peer with the status right; protocol
+    /// version 3).
+    pub fn stats(&mut self) -> Result<Stats, Error> {
+        let response = self.call(&Request::Stats)?;
+        ops::expect_stats(response)
+    }
+
+    /// Has the daemon re-read its config file and put the new policy in force (admin;
+    /// protocol version 3). `Ok(true)`: the `[daemon]` section changed too, which applies
+    /// only at the next start. An invalid file fails with [`ErrorCode::InvalidConfig`](crate::ErrorCode::InvalidConfig)
+    /// and the one-line reason; the old policy stays.
+    pub fn reload(&mut self) -> Result<bool, Error> {
+        let response = self.call(&Request::Reload)?;
+        ops::expect_reloaded(response)
+    }
+
     /// Creates the keystore, protected by `passphrase` (admin).
     pub fn init(&mut self, passphrase: SecretBytes) -> Result<(), Error> {
         let response = self.call(&Request::Init { passphrase })?;
@@ -185,6 +248,7 @@ impl Client {
         if self.broken {
             return Err(Error::Disconnected);
         }
+        ops::check_version(request, self.version)?;
         let frame = ops::encode(request, self.max_frame)?;
         // Cleared only once a whole response has been read: any early return leaves the
         // connection marked, since the stream may now hold part of a frame.

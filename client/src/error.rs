@@ -3,6 +3,7 @@
 use core::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use keyward_protocol::{DecodeError, ErrorCode, PROTOCOL_VERSION};
 
@@ -61,6 +62,17 @@ pub enum Error {
         /// The daemon's one-line message (never contains secret material).
         message: String,
     },
+    /// The key's rate limit (or its `orders_per_minute`) is exhausted
+    /// ([`ErrorCode::RateLimited`]): wait `retry_after`, then build the payload again with a
+    /// fresh timestamp and sign it. A daemon of protocol version 2 sends this as
+    /// [`Error::Daemon`] with the wait only in its message; [`Error::retry_after`] reads
+    /// either.
+    RateLimited {
+        /// How long until the same request can succeed.
+        retry_after: Duration,
+        /// The daemon's one-line message.
+        message: String,
+    },
     /// The daemon answered with a response of the wrong kind for the request.
     UnexpectedResponse {
         /// What was expected, e.g. `"signature"`.
@@ -95,8 +107,31 @@ impl Error {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Daemon { code, .. } => Some(*code),
+            Error::RateLimited { .. } => Some(ErrorCode::RateLimited),
             Error::UnsupportedVersion { .. } => Some(ErrorCode::UnsupportedVersion),
             Error::TooLarge { .. } => Some(ErrorCode::TooLarge),
+            _ => None,
+        }
+    }
+
+    /// How long to wait before retrying, for a rate-limit refusal: the daemon's field
+    /// (protocol version 3), else the `retry in N ms` of a version 2 daemon's message.
+    /// `None` for every other error, including [`ErrorCode::BatchExceedsBurst`], which
+    /// waiting cannot cure. docs/INTEGRATING.md says what to do with each code.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            Error::Daemon {
+                code: ErrorCode::RateLimited,
+                message,
+            } => {
+                let digits = message.split("retry in ").nth(1)?;
+                let end = digits
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(digits.len());
+                let ms = digits.get(..end)?.parse().ok()?;
+                Some(Duration::from_millis(ms))
+            }
             _ => None,
         }
     }
@@ -165,6 +200,7 @@ impl fmt::Display for Error {
                     f.write_str(message)
                 }
             }
+            Error::RateLimited { message, .. } => f.write_str(message),
             Error::UnexpectedResponse { expected } => write!(
                 f,
                 "keywardd sent an unexpected response (expected {expected})"

@@ -67,9 +67,16 @@ pub use socket::{SOCKET_ENV, default_socket_path, socket_path_from_env};
 
 pub use keyward_protocol as protocol;
 pub use keyward_protocol::{
-    DEFAULT_MAX_FRAME, ErrorCode, KeyInfo, KeyKind, KeystoreState, PROTOCOL_VERSION, PayloadFormat,
-    Request, Response, Scheme, SecretBytes, Status, UnreadableKey,
+    DEFAULT_MAX_FRAME, ErrorCode, KeyInfo, KeyKind, KeyOrderRules, KeystoreState, PROTOCOL_VERSION,
+    PayloadFormat, Request, Response, Scheme, SecretBytes, Stats, Status, StatusReport,
+    UnreadableKey, Welcome,
 };
+
+/// How long [`Client::connect`] lets each read and write on the socket take, and
+/// `AsyncClient` each whole call, before failing with a timeout ([`Error::Io`]): 5 seconds,
+/// the Python client's default too. A signature takes well under a millisecond, so only a
+/// stuck or backlogged daemon hits it; [`Client::set_timeout`] changes it.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Largest response frame body the clients accept (the protocol's limit, re-exported).
 pub use keyward_protocol::MAX_RESPONSE_FRAME;

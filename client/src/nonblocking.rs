@@ -1,16 +1,17 @@
 //! The async client, on tokio (feature `tokio`).
 
 use std::path::Path;
+use std::time::Duration;
 
 use keyward_protocol::frame::HEADER_LEN;
 use keyward_protocol::{
     DEFAULT_MAX_FRAME, KeyInfo, KeyKind, PayloadFormat, Request, Response, Scheme, SecretBytes,
-    Status,
+    Stats, Status, StatusReport, Welcome,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use crate::{Error, Signature, ops, socket_path_from_env, trust};
+use crate::{DEFAULT_TIMEOUT, Error, Signature, ops, socket_path_from_env, trust};
 
 /// An async connection to `keywardd` on tokio's `UnixStream`; the same calls as
 /// [`Client`](crate::Client).
@@ -26,6 +27,12 @@ pub struct AsyncClient {
     stream: UnixStream,
     /// The daemon's request size limit, from its Hello.
     max_frame: u32,
+    /// The protocol version agreed by the handshake.
+    version: u32,
+    /// The daemon's answer to a version 3 Hello (its version); `None` from version 2.
+    welcome: Option<Welcome>,
+    /// Bounds each whole call.
+    timeout: Option<Duration>,
     /// Set while a request is in flight, and left set when the exchange fails half-way or
     /// its future is dropped.
     broken: bool,
@@ -54,16 +61,49 @@ impl AsyncClient {
     }
 
     /// Performs the handshake on an already connected stream. The server is not checked:
-    /// the caller vouches for it.
+    /// the caller vouches for it. Versions are negotiated as by
+    /// [`Client::from_stream`](crate::Client::from_stream). Each call, the handshake
+    /// included, is bounded by [`DEFAULT_TIMEOUT`] (5 s, as the Python client);
+    /// [`AsyncClient::set_timeout`] changes it.
     pub async fn from_stream(stream: UnixStream) -> Result<AsyncClient, Error> {
         let mut client = AsyncClient {
             stream,
             max_frame: DEFAULT_MAX_FRAME,
+            version: keyward_protocol::MIN_PROTOCOL_VERSION,
+            welcome: None,
+            timeout: Some(DEFAULT_TIMEOUT),
             broken: false,
         };
-        let response = client.call(&ops::hello()).await?;
-        client.max_frame = ops::expect_hello(response)?;
-        Ok(client)
+        for version in ops::versions() {
+            let response = client.call(&ops::hello(version)).await?;
+            if let Some(agreed) = ops::expect_hello(response, version)? {
+                client.max_frame = agreed.max_frame;
+                client.version = agreed.version;
+                client.welcome = agreed.welcome;
+                return Ok(client);
+            }
+        }
+        Err(Error::UnsupportedVersion {
+            daemon: "it speaks none of this client's versions".into(),
+        })
+    }
+
+    /// The protocol version agreed with the daemon (3, or 2 with an older daemon).
+    pub fn protocol_version(&self) -> u32 {
+        self.version
+    }
+
+    /// The daemon's version and git commit, from its Hello; `None` from a daemon of
+    /// protocol version 2.
+    pub fn daemon(&self) -> Option<&Welcome> {
+        self.welcome.as_ref()
+    }
+
+    /// Bounds each whole call (writing the request and reading the answer); `None` waits
+    /// forever. The default is [`DEFAULT_TIMEOUT`]. A call that times out fails with
+    /// [`Error::Io`] (`TimedOut`) and breaks the connection.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
     }
 
     /// The largest request frame body the daemon accepts, as it announced in its Hello.
@@ -148,6 +188,29 @@ impl AsyncClient {
         ops::expect_status(response)
     }
 
+    /// Reports the keystore's state, and to an admin each key's order rules
+    /// ([`StatusReport::order_rules`]; `None` for other peers and from a version 2 daemon).
+    pub async fn status_report(&mut self) -> Result<StatusReport, Error> {
+        let response = self.call(&Request::Status).await?;
+        ops::expect_status_report(response)
+    }
+
+    /// The daemon's counters (an admin, or a peer with the status right; protocol
+    /// version 3).
+    pub async fn stats(&mut self) -> Result<Stats, Error> {
+        let response = self.call(&Request::Stats).await?;
+        ops::expect_stats(response)
+    }
+
+    /// Has the daemon re-read its config file and put the new policy in force (admin;
+    /// protocol version 3). `Ok(true)`: the `[daemon]` section changed too, which applies
+    /// only at the next start. An invalid file fails with [`ErrorCode::InvalidConfig`](crate::ErrorCode::InvalidConfig)
+    /// and the one-line reason; the old policy stays.
+    pub async fn reload(&mut self) -> Result<bool, Error> {
+        let response = self.call(&Request::Reload).await?;
+        ops::expect_reloaded(response)
+    }
+
     /// Creates the keystore, protected by `passphrase` (admin).
     pub async fn init(&mut self, passphrase: SecretBytes) -> Result<(), Error> {
         let response = self.call(&Request::Init { passphrase }).await?;
@@ -179,9 +242,21 @@ impl AsyncClient {
     /// Sends one request and reads its response, whatever they are; see
     /// [`Client::call`](crate::Client::call).
     pub async fn call(&mut self, request: &Request) -> Result<Response, Error> {
+        match self.timeout {
+            None => self.call_unbounded(request).await,
+            Some(limit) => match tokio::time::timeout(limit, self.call_unbounded(request)).await {
+                Ok(result) => result,
+                // The dropped call left `broken` set: the answer may still come.
+                Err(_elapsed) => Err(Error::Io(std::io::ErrorKind::TimedOut.into())),
+            },
+        }
+    }
+
+    async fn call_unbounded(&mut self, request: &Request) -> Result<Response, Error> {
         if self.broken {
             return Err(Error::Disconnected);
         }
+        ops::check_version(request, self.version)?;
         let frame = ops::encode(request, self.max_frame)?;
         // Cleared only once a whole response has been read: an early return or a dropped
         // future leaves the connection marked.

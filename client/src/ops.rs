@@ -2,11 +2,12 @@
 //! responses into results. Only the I/O differs between the two clients.
 
 use std::io;
+use std::time::Duration;
 
 use keyward_protocol::frame::{self, FrameError, HEADER_LEN};
 use keyward_protocol::{
-    DecodeError, ErrorCode, KeyInfo, KeyKind, PROTOCOL_VERSION, PayloadFormat, Request, Response,
-    Scheme, SecretBytes, Status,
+    DecodeError, ErrorCode, KeyInfo, KeyKind, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    PayloadFormat, Request, Response, Scheme, SecretBytes, Stats, Status, StatusReport, Welcome,
 };
 use serde_bytes::ByteBuf;
 use zeroize::Zeroizing;
@@ -68,10 +69,8 @@ pub(crate) fn after_failed_write(
 
 // ---- requests ----
 
-pub(crate) fn hello() -> Request {
-    Request::Hello {
-        version: PROTOCOL_VERSION,
-    }
+pub(crate) fn hello(version: u32) -> Request {
+    Request::Hello { version }
 }
 
 pub(crate) fn sign(key: &str, payload: &[u8]) -> Request {
@@ -142,23 +141,80 @@ pub(crate) fn remove(name: &str) -> Request {
 fn unexpected(response: Response, expected: &'static str) -> Error {
     match response {
         Response::Error { code, message } => Error::Daemon { code, message },
+        Response::RateLimited {
+            retry_after_ms,
+            message,
+        } => Error::RateLimited {
+            retry_after: Duration::from_millis(retry_after_ms),
+            message,
+        },
         _ => Error::UnexpectedResponse { expected },
     }
 }
 
-/// Checks the answer to [`hello`] and returns the daemon's `max_frame`.
-pub(crate) fn expect_hello(response: Response) -> Result<u32, Error> {
+/// What a handshake agreed.
+#[derive(Debug, Clone)]
+pub(crate) struct Handshake {
+    /// The protocol version spoken on the connection.
+    pub(crate) version: u32,
+    /// The daemon's request size limit.
+    pub(crate) max_frame: u32,
+    /// The daemon's answer to a version 3 Hello; `None` from a version 2 daemon.
+    pub(crate) welcome: Option<Welcome>,
+}
+
+/// The answer to [`hello`] with `asked`: the handshake, or `Ok(None)` when the daemon does
+/// not speak `asked` but may speak the older version, which the caller then tries
+/// (docs/PROTOCOL.md section 3: a version 3 client can use a version 2 daemon).
+pub(crate) fn expect_hello(response: Response, asked: u32) -> Result<Option<Handshake>, Error> {
     match response {
-        Response::Hello { version, max_frame } if version == PROTOCOL_VERSION => Ok(max_frame),
+        Response::Welcome(welcome) if welcome.version == asked => Ok(Some(Handshake {
+            version: asked,
+            max_frame: welcome.max_frame,
+            welcome: Some(welcome),
+        })),
+        Response::Hello { version, max_frame } if version == asked && asked < 3 => {
+            Ok(Some(Handshake {
+                version,
+                max_frame,
+                welcome: None,
+            }))
+        }
         Response::Hello { version, .. } => Err(Error::UnsupportedVersion {
             daemon: format!("it answered with version {version}"),
         }),
+        Response::Welcome(welcome) => Err(Error::UnsupportedVersion {
+            daemon: format!("it answered with version {}", welcome.version),
+        }),
+        Response::Error {
+            code: ErrorCode::UnsupportedVersion,
+            ..
+        } if asked > MIN_PROTOCOL_VERSION => Ok(None),
         Response::Error {
             code: ErrorCode::UnsupportedVersion,
             message,
         } => Err(Error::UnsupportedVersion { daemon: message }),
         other => Err(unexpected(other, "hello")),
     }
+}
+
+/// The versions a client offers, newest first.
+pub(crate) fn versions() -> impl Iterator<Item = u32> {
+    (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).rev()
+}
+
+/// Refuses locally a request the connection's version does not have: a version 2 daemon
+/// would answer it `BadRequest`, and this says why.
+pub(crate) fn check_version(request: &Request, version: u32) -> Result<(), Error> {
+    if request.since_version() > version {
+        return Err(Error::UnsupportedVersion {
+            daemon: format!(
+                "it speaks version {version}, which has no {} request (upgrade keywardd)",
+                request.kind()
+            ),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn expect_signature(response: Response) -> Result<Signature, Error> {
@@ -202,10 +258,36 @@ pub(crate) fn expect_key(response: Response) -> Result<KeyInfo, Error> {
     }
 }
 
-pub(crate) fn expect_status(response: Response) -> Result<Status, Error> {
+/// The answer to `Status` in either version: a version 2 daemon's `Status` has no order
+/// rules.
+pub(crate) fn expect_status_report(response: Response) -> Result<StatusReport, Error> {
     match response {
-        Response::Status(status) => Ok(status),
+        Response::StatusReport(report) => Ok(report),
+        Response::Status(status) => Ok(StatusReport {
+            status,
+            order_rules: None,
+        }),
         other => Err(unexpected(other, "status")),
+    }
+}
+
+pub(crate) fn expect_status(response: Response) -> Result<Status, Error> {
+    expect_status_report(response).map(|report| report.status)
+}
+
+pub(crate) fn expect_stats(response: Response) -> Result<Stats, Error> {
+    match response {
+        Response::Stats(stats) => Ok(stats),
+        other => Err(unexpected(other, "stats")),
+    }
+}
+
+pub(crate) fn expect_reloaded(response: Response) -> Result<bool, Error> {
+    match response {
+        Response::Reloaded {
+            daemon_section_changed,
+        } => Ok(daemon_section_changed),
+        other => Err(unexpected(other, "reloaded")),
     }
 }
 
@@ -261,6 +343,67 @@ mod tests {
                 expected: "signature"
             }
         ));
+    }
+
+    #[test]
+    fn a_rate_limit_becomes_an_error_with_its_wait() {
+        let err = expect_signature(Response::RateLimited {
+            retry_after_ms: 1500,
+            message: "retry in 1500 ms".into(),
+        })
+        .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::RateLimited));
+        assert_eq!(err.retry_after(), Some(Duration::from_millis(1500)));
+        assert_eq!(err.to_string(), "retry in 1500 ms");
+        // From a version 2 daemon the wait is only in the message.
+        let v2 = expect_signature(Response::error(
+            ErrorCode::RateLimited,
+            "rate limit of key \"k\" reached (1/s); retry in 250 ms",
+        ))
+        .unwrap_err();
+        assert_eq!(v2.retry_after(), Some(Duration::from_millis(250)));
+        let burst = Error::Daemon {
+            code: ErrorCode::BatchExceedsBurst,
+            message: "a batch of 3 exceeds key \"k\"'s burst of 2; split it".into(),
+        };
+        assert_eq!(burst.retry_after(), None);
+    }
+
+    #[test]
+    fn the_handshake_falls_back_to_version_2_only_on_unsupported_version() {
+        let unsupported = || Response::error(ErrorCode::UnsupportedVersion, "speaks version 2");
+        assert!(expect_hello(unsupported(), 3).unwrap().is_none());
+        assert!(matches!(
+            expect_hello(unsupported(), 2),
+            Err(Error::UnsupportedVersion { .. })
+        ));
+        let v2 = expect_hello(
+            Response::Hello {
+                version: 2,
+                max_frame: 1024,
+            },
+            2,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (v2.version, v2.max_frame, v2.welcome.is_none()),
+            (2, 1024, true)
+        );
+        // A version 3 Hello must be answered with Welcome.
+        assert!(
+            expect_hello(
+                Response::Hello {
+                    version: 3,
+                    max_frame: 1024
+                },
+                3
+            )
+            .is_err()
+        );
+        assert!(check_version(&Request::Stats, 2).is_err());
+        assert!(check_version(&Request::Stats, 3).is_ok());
+        assert!(check_version(&Request::List, 2).is_ok());
     }
 
     #[test]

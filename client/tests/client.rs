@@ -189,10 +189,14 @@ fn eof_before_a_response_is_disconnected_and_stays_so() {
 
 #[test]
 fn an_unsupported_version_is_a_typed_error() {
-    let daemon = FakeDaemon::script(vec![answer(Response::error(
-        ErrorCode::UnsupportedVersion,
-        "this daemon speaks protocol version 7",
-    ))]);
+    // Refused at version 3 and at version 2, the oldest the client offers.
+    let refusal = || {
+        answer(Response::error(
+            ErrorCode::UnsupportedVersion,
+            "this daemon speaks protocol version 7",
+        ))
+    };
+    let daemon = FakeDaemon::script(vec![refusal(), refusal()]);
     let err = Client::connect(&daemon.path).unwrap_err();
     assert!(
         matches!(&err, Error::UnsupportedVersion { daemon } if daemon.contains("version 7")),
@@ -231,10 +235,7 @@ fn a_daemon_error_sent_before_it_closes_survives_a_failed_write() {
             common::read_request(&mut stream),
             Some(Request::Hello { .. })
         ));
-        let hello = Response::Hello {
-            version: PROTOCOL_VERSION,
-            max_frame: 64 * 1024 * 1024,
-        };
+        let hello = common::welcome(64 * 1024 * 1024);
         stream
             .write_all(&encode_response(&hello, u32::MAX).unwrap())
             .unwrap();
@@ -502,5 +503,65 @@ fn the_old_binance_path_still_compiles_and_signs() {
     assert_eq!(
         keyward_client::binance::signed_query(&mut client, "hmac", "a=1").unwrap(),
         "a=1&signature=ab"
+    );
+}
+
+#[test]
+fn a_version_2_daemon_is_spoken_to_in_version_2() {
+    // An older keywardd refuses Hello 3; the client says Hello 2 on the same connection.
+    let daemon = FakeDaemon::script(vec![
+        Box::new(|request| {
+            assert_eq!(request, &Request::Hello { version: 3 });
+            Reply::Send(Response::error(
+                ErrorCode::UnsupportedVersion,
+                "protocol version 3 is not supported; this daemon speaks version 2",
+            ))
+        }),
+        Box::new(|request| {
+            assert_eq!(request, &Request::Hello { version: 2 });
+            Reply::Send(Response::Hello {
+                version: 2,
+                max_frame: 2048,
+            })
+        }),
+        answer(Response::error(
+            ErrorCode::RateLimited,
+            "rate limit of key \"k\" reached (1/s); retry in 42 ms",
+        )),
+    ]);
+    let mut client = Client::connect(&daemon.path).unwrap();
+    assert_eq!((client.protocol_version(), client.max_frame()), (2, 2048));
+    assert!(client.daemon().is_none());
+    let err = client.sign("k", b"x").unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_millis(42)));
+    // Version 3 requests are refused here, and never reach the old daemon.
+    let err = client.stats().unwrap_err();
+    assert!(matches!(err, Error::UnsupportedVersion { .. }), "{err:?}");
+    assert!(err.to_string().contains("no stats request"), "{err}");
+    assert!(!client.is_broken());
+    drop(client);
+    assert_eq!(daemon.requests().len(), 3, "stats must not be sent");
+}
+
+#[test]
+fn the_default_timeout_ends_a_call_the_daemon_never_answers() {
+    // The daemon reads the request and never answers (a backlogged or stuck daemon).
+    let daemon = FakeDaemon::start(vec![Box::new(|_| {
+        Reply::After(Duration::from_secs(8), Response::Ok)
+    })]);
+    let mut client = Client::connect(&daemon.path).unwrap();
+    let started = std::time::Instant::now();
+    let err = client.status().unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(&err, Error::Io(_)), "{err:?}");
+    assert_eq!(err.to_string(), "timed out waiting for keywardd");
+    assert!(
+        took >= keyward_client::DEFAULT_TIMEOUT - Duration::from_millis(100)
+            && took < keyward_client::DEFAULT_TIMEOUT + Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert!(
+        client.is_broken(),
+        "a late answer must not be taken for the next call's"
     );
 }

@@ -349,6 +349,7 @@ impl AuditLog {
 
     fn count_drop(&self) {
         self.state.dropped.fetch_add(1, Ordering::Relaxed);
+        crate::stats::global().record_audit_drop();
         if !self.state.drop_reported.swap(true, Ordering::Relaxed) {
             tracing::error!(
                 "AUDIT LOG QUEUE FULL ({QUEUE_CAPACITY} records waiting for the disk): {}",
@@ -583,6 +584,7 @@ impl WriterThread {
 
     fn failed(&self, err: &std::io::Error) {
         self.state.failed.fetch_add(1, Ordering::Relaxed);
+        crate::stats::global().record_audit_failure();
         if self.state.healthy.swap(false, Ordering::Relaxed) {
             tracing::error!(
                 "AUDIT LOG WRITE FAILED: {err}; {}",

@@ -133,6 +133,10 @@ struct DaemonSection {
     admin_uids: Option<Vec<Principal>>,
     #[serde(default)]
     admin_gids: Vec<Principal>,
+    #[serde(default)]
+    status_uids: Vec<Principal>,
+    #[serde(default)]
+    status_gids: Vec<Principal>,
     idle_lock_secs: Option<u64>,
     max_unlock_secs: Option<u64>,
     max_connections: Option<u64>,
@@ -286,6 +290,8 @@ pub(crate) fn parse(text: &str) -> Result<Config, String> {
         None => BTreeSet::from([0]),
     };
     let admin_gids = resolve_gids(&file.daemon.admin_gids, "daemon.admin_gids")?;
+    let status_uids = resolve_uids(&file.daemon.status_uids, "daemon.status_uids")?;
+    let status_gids = resolve_gids(&file.daemon.status_gids, "daemon.status_gids")?;
     let defaults = resolve_policy(&file.defaults, "defaults")?;
     let mut keys = BTreeMap::new();
     for (name, section) in &file.keys {
@@ -301,6 +307,8 @@ pub(crate) fn parse(text: &str) -> Result<Config, String> {
         policy: Policy {
             admin_uids,
             admin_gids,
+            status_uids,
+            status_gids,
             defaults,
             keys,
         },
@@ -632,6 +640,7 @@ mod tests {
         let example = crate::config_doc::example()
             .replace("\"bot-binance\"", "\"root\"")
             .replace("\"bots\"", "\"root\"")
+            .replace("\"prometheus\"", "\"root\"")
             .replace("\"keyward\"", "\"root\"");
         let config = parse(&example).unwrap_or_else(|err| panic!("{err}\n{example}"));
         let key = &config.policy.keys["binance-main"];

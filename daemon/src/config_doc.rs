@@ -94,6 +94,20 @@ pub(crate) const SETTINGS: &[Setting] = &[
     },
     Setting {
         table: Daemon,
+        name: "status_uids",
+        example: "[\"prometheus\"]",
+        doc: "Users (names or uids) with the read-only status right, for monitoring: they may \
+              ask status and stats (keyward status, keyward stats), and nothing else, \
+              without being an admin or holding a key.",
+    },
+    Setting {
+        table: Daemon,
+        name: "status_gids",
+        example: "[]",
+        doc: "Groups (names or gids) whose members have the read-only status right.",
+    },
+    Setting {
+        table: Daemon,
         name: "idle_lock_secs",
         example: "0",
         doc: "Lock after this many seconds without a signature; 0: never (--idle-lock \

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use keyward_protocol::frame::{self, FrameError, HEADER_LEN};
 use keyward_protocol::{
-    DecodeError, ErrorCode, MAX_RESPONSE_FRAME, PROTOCOL_VERSION, Request, Response,
-    decode_request, encode_response,
+    DecodeError, ErrorCode, MAX_RESPONSE_FRAME, Request, Response, decode_request, encode_response,
 };
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -99,6 +98,7 @@ enum ReadError {
 /// Runs on the accept loop's runtime: a refused peer never gets a thread. The refusal is
 /// counted and recorded per uid and interval (refusals.rs), not logged one by one.
 pub(crate) async fn refuse(mut stream: tokio::net::UnixStream, daemon: Arc<Daemon>, peer: Peer) {
+    crate::stats::global().record_connection_refused();
     // A refused connection is a decision too: it goes to the audit log. (A failed audit
     // write changes nothing here: nothing is released.)
     daemon.refusals.refused(&peer, &daemon.audit);
@@ -137,8 +137,11 @@ pub(crate) fn serve(
         return;
     }
     let first_by = Instant::now() + timeouts.hello;
-    let mut greeted = false;
     let mut first = true;
+    let _open = crate::stats::global().connection_opened();
+    let mut greeted = false;
+    // The protocol version agreed by Hello.
+    let mut version = 0;
     loop {
         let standing = if first { timeouts.hello } else { timeouts.idle };
         let read = read_frame(
@@ -175,28 +178,19 @@ pub(crate) fn serve(
         drop(body);
         let response = match decoded {
             Err(err) => malformed(peer, &err),
-            Ok(Request::Hello { version }) if !greeted => {
-                if version == PROTOCOL_VERSION {
-                    greeted = true;
-                    Response::Hello {
-                        version: PROTOCOL_VERSION,
-                        max_frame: daemon.settings.max_frame,
-                    }
-                } else {
-                    Response::error(
-                        ErrorCode::UnsupportedVersion,
-                        format!(
-                            "protocol version {version} is not supported; this daemon speaks version {PROTOCOL_VERSION}"
-                        ),
-                    )
+            Ok(Request::Hello { version: asked }) if !greeted => {
+                let (response, spoken) = handler::hello(daemon, asked);
+                if let Some(spoken) = spoken {
+                    (greeted, version) = (true, spoken);
                 }
+                response
             }
             Ok(_) if !greeted => {
                 Response::error(ErrorCode::BadRequest, "the first request must be Hello")
             }
             // A signature completes on the first poll, here on this thread; admin requests
             // park this thread while they wait for the admin lock or the admin thread.
-            Ok(request) => runtime.block_on(handler::handle(daemon, peer, request)),
+            Ok(request) => runtime.block_on(handler::handle(daemon, peer, version, request)),
         };
         if let Err(err) = write_response(stream, &response, timeouts.frame) {
             if err.kind() == ErrorKind::TimedOut {

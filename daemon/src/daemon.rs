@@ -98,6 +98,7 @@ impl Daemon {
 
     pub(crate) async fn unlock(&self, passphrase: SecretBytes) -> Result<(), Failure> {
         self.lifecycle.unlock(&self.keyring, passphrase).await?;
+        crate::stats::global().record_unlock();
         self.warn_about_unknown_key_tables("unlock");
         self.report_format_disagreements("unlock");
         Ok(())

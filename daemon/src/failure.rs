@@ -1,5 +1,7 @@
 //! The error a request ends in: a stable code for programs and one line for people.
 
+use std::time::Duration;
+
 use keyward_protocol::{ErrorCode, Response};
 
 use crate::keyring::KeyringError;
@@ -12,6 +14,8 @@ use crate::signer::{KeyError, SignError};
 pub(crate) struct Failure {
     pub(crate) code: ErrorCode,
     pub(crate) message: String,
+    /// For a rate-limit refusal: how long until the same request can succeed.
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl Failure {
@@ -19,6 +23,15 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A rate-limit refusal that can succeed after `wait`.
+    pub(crate) fn rate_limited(message: impl Into<String>, wait: Duration) -> Failure {
+        Failure {
+            retry_after: Some(wait),
+            ..Failure::new(ErrorCode::RateLimited, message)
         }
     }
 
@@ -35,8 +48,18 @@ impl Failure {
         )
     }
 
-    pub(crate) fn into_response(self) -> Response {
-        Response::error(self.code, self.message)
+    /// The answer in protocol `version`: version 3 carries a rate limit's wait as a field
+    /// ([`Response::RateLimited`]), version 2 only in the message.
+    pub(crate) fn into_response(self, version: u32) -> Response {
+        match self.retry_after {
+            Some(wait) if version >= 3 && self.code == ErrorCode::RateLimited => {
+                Response::RateLimited {
+                    retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+                    message: self.message,
+                }
+            }
+            _ => Response::error(self.code, self.message),
+        }
     }
 }
 

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use keyward_protocol::{KeyInfo, PayloadFormat};
 
 use crate::signer::{Signer, fingerprint};
+use crate::stats::{self, SignatureCounter};
 
 /// A key ready to sign, with what may be said about it.
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub(crate) struct Key {
     /// policy's choice (`Policy::format_for`), which the handler fills in.
     pub(crate) info: KeyInfo,
     pub(crate) signer: Signer,
+    /// This key's signature counter in [`crate::stats`], found at its first signature.
+    signatures: OnceLock<SignatureCounter>,
 }
 
 impl Key {
@@ -40,7 +43,20 @@ impl Key {
             api_key,
             format,
         };
-        Key { info, signer }
+        Key {
+            info,
+            signer,
+            signatures: OnceLock::new(),
+        }
+    }
+
+    /// Counts `n` signatures made with this key: one atomic add (the counter is looked up
+    /// in the registry once per loaded key).
+    pub(crate) fn count_signatures(&self, n: usize) {
+        let counter = self
+            .signatures
+            .get_or_init(|| stats::global().signature_counter(&self.info.name, self.info.scheme));
+        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 }
 

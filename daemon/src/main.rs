@@ -31,6 +31,7 @@ mod reload;
 mod server;
 mod signer;
 mod socket;
+mod stats;
 mod store;
 mod systemd;
 mod throttle;
@@ -645,8 +646,8 @@ async fn serves_hello(socket: &std::path::Path) -> Result<(), String> {
         .await
         .map_err(|err| format!("no answer: {err}"))?;
     match keyward_protocol::decode_response(&body) {
-        Ok(keyward_protocol::Response::Hello { .. }) => Ok(()),
-        Ok(_) => Err("an answer that is not Hello".to_owned()),
+        Ok(keyward_protocol::Response::Welcome(_)) => Ok(()),
+        Ok(_) => Err("an answer that is not Welcome".to_owned()),
         Err(err) => Err(format!("malformed answer: {err}")),
     }
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use keyward_protocol::{ErrorCode, KeyInfo};
+use keyward_protocol::{ErrorCode, KeyInfo, KeyOrderRules};
 
 use crate::failure::Failure;
 use crate::keyring::Key;
@@ -44,6 +44,9 @@ pub(crate) struct Policy {
     /// Uids that may make admin requests, besides the daemon's own.
     pub(crate) admin_uids: BTreeSet<u32>,
     pub(crate) admin_gids: BTreeSet<u32>,
+    /// Uids and gids with the read-only status right (Status and Stats; monitoring).
+    pub(crate) status_uids: BTreeSet<u32>,
+    pub(crate) status_gids: BTreeSet<u32>,
     /// For keys without a table of their own.
     pub(crate) defaults: KeyPolicy,
     pub(crate) keys: BTreeMap<String, KeyPolicy>,
@@ -55,6 +58,8 @@ impl Default for Policy {
         Policy {
             admin_uids: BTreeSet::from([0]),
             admin_gids: BTreeSet::new(),
+            status_uids: BTreeSet::new(),
+            status_gids: BTreeSet::new(),
             defaults: KeyPolicy::default(),
             keys: BTreeMap::new(),
         }
@@ -78,6 +83,14 @@ impl Policy {
         peer.uid == daemon_uid
             || self.admin_uids.contains(&peer.uid)
             || peer.groups.iter().any(|gid| self.admin_gids.contains(gid))
+    }
+
+    /// May `peer` read the daemon's state and counters (Status, Stats)? Admins may; so may
+    /// the `status_uids`/`status_gids`, which may do nothing else (monitoring).
+    pub(crate) fn may_monitor(&self, peer: &Peer, daemon_uid: u32) -> bool {
+        self.is_admin(peer, daemon_uid)
+            || self.status_uids.contains(&peer.uid)
+            || peer.groups.iter().any(|gid| self.status_gids.contains(gid))
     }
 
     /// May `peer` sign with (and see) the key `name`?
@@ -133,10 +146,36 @@ impl Policy {
             .collect()
     }
 
+    /// The order rules in force for each key of `names` (sorted by name), for an admin's
+    /// `keyward status`.
+    pub(crate) fn order_rules_of(
+        &self,
+        names: impl IntoIterator<Item = String>,
+    ) -> Vec<KeyOrderRules> {
+        let mut names: Vec<String> = names.into_iter().collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|key| {
+                let rules = &self.for_key(&key).rules.orders;
+                KeyOrderRules {
+                    allow_symbols: rules.allow_symbols.clone(),
+                    allow_sides: rules.allow_sides.clone(),
+                    allow_order_types: rules.allow_order_types.clone(),
+                    max_quantity: rules.max_quantity.as_ref().map(ToString::to_string),
+                    max_notional: rules.max_notional.as_ref().map(ToString::to_string),
+                    orders_per_minute: rules.orders_per_minute,
+                    key,
+                }
+            })
+            .collect()
+    }
+
     /// May `peer` talk to the daemon at all? Peers with no right of any kind are answered
     /// `Denied` and closed before anything they send is read.
     pub(crate) fn may_connect(&self, peer: &Peer, daemon_uid: u32) -> bool {
-        self.is_admin(peer, daemon_uid)
+        self.may_monitor(peer, daemon_uid)
             || self.defaults.allows(peer)
             || self.keys.values().any(|key| key.allows(peer))
     }
@@ -219,8 +258,9 @@ pub(crate) fn enforce_key_policy(
     if let Some(limit) = rules.rate {
         let n = u32::try_from(payloads.len()).unwrap_or(u32::MAX);
         if n > limit.burst {
+            // Waiting cannot help: the bucket never holds more than `burst` tokens.
             return Err(Failure::new(
-                ErrorCode::RateLimited,
+                ErrorCode::BatchExceedsBurst,
                 format!(
                     "a batch of {n} exceeds key {key:?}'s burst of {}; split it",
                     limit.burst
@@ -228,13 +268,13 @@ pub(crate) fn enforce_key_policy(
             ));
         }
         rates.take(key, limit, n, now).map_err(|wait| {
-            Failure::new(
-                ErrorCode::RateLimited,
+            Failure::rate_limited(
                 format!(
                     "rate limit of key {key:?} reached ({}/s); retry in {} ms",
                     limit.per_sec,
                     wait.as_millis().max(1)
                 ),
+                wait,
             )
         })?;
     }
@@ -248,13 +288,13 @@ pub(crate) fn enforce_key_policy(
 }
 
 fn orders_refusal(key: &str, limit: RateLimit, wait: Duration) -> Failure {
-    Failure::new(
-        ErrorCode::RateLimited,
+    Failure::rate_limited(
         format!(
             "orders_per_minute: key {key:?} has placed its {} orders a minute; retry in {} ms",
             limit.burst,
             wait.as_millis().max(1)
         ),
+        wait,
     )
 }
 

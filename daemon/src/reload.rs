@@ -51,6 +51,7 @@ pub(crate) fn reload(daemon: &Daemon, trigger: &str) -> Result<Reloaded, String>
             tracing::error!(
                 "{trigger}: the new config is invalid, the old policy stays in force: {err}"
             );
+            crate::stats::global().record_reload(false);
             return Err(match audit_reopen_error {
                 Some(audit) => format!("{err}; and {audit}"),
                 None => err,
@@ -58,6 +59,7 @@ pub(crate) fn reload(daemon: &Daemon, trigger: &str) -> Result<Reloaded, String>
         }
     };
     daemon.set_policy(new.policy);
+    crate::stats::global().record_reload(true);
     tracing::info!("{trigger}: policy reloaded");
     daemon.warn_about_unknown_key_tables(trigger);
     daemon.report_format_disagreements(trigger);
@@ -74,8 +76,8 @@ pub(crate) fn reload(daemon: &Daemon, trigger: &str) -> Result<Reloaded, String>
     })
 }
 
-/// Logs each policy section's order rules (issue 17): the admin's view of them, since the
-/// wire's `Status` has no field for them (`keyward status` shows the keystore's state).
+/// Logs each policy section's order rules (issue 17). An admin also sees them per key in
+/// `keyward status` (the wire's `StatusReport`).
 pub(crate) fn log_order_rules(policy: &Policy, when: &str) {
     for line in policy.order_rules_report() {
         tracing::info!("{when}: order rules: {line}");

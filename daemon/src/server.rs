@@ -144,6 +144,7 @@ fn admit(
         Ok(place) => place,
         Err(refusal) => {
             shared.refusals.refused(peer.uid, peer.pid, &refusal);
+            crate::stats::global().record_connection_refused();
             // A fresh connection's send buffer is empty: this small frame fits at once, so
             // one non-blocking write is all it costs, and no task or thread is spent on it.
             if let Ok(frame) = connection::encode(&Response::error(

@@ -39,7 +39,10 @@ fn answers_hello(socket: &Path) -> bool {
     }
     let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
     stream.read_exact(&mut body).unwrap();
-    matches!(decode_response(&body), Ok(Response::Hello { .. }))
+    matches!(
+        decode_response(&body),
+        Ok(Response::Welcome(welcome)) if welcome.version == PROTOCOL_VERSION
+    )
 }
 
 /// Starts a daemon that must refuse to start: returns its stderr after checking it exited

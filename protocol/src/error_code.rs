@@ -41,6 +41,12 @@ pub enum ErrorCode {
     WrongPassphrase,
     /// 15: the daemon cannot serve the request now (e.g. it is shutting down).
     Unavailable,
+    /// 16: a batch holds more payloads than the key's `burst`: it can never succeed, so
+    /// split it (protocol version 3; earlier daemons answered `RateLimited`).
+    BatchExceedsBurst,
+    /// 17: the config file is invalid; the policy in force is unchanged (answer to a
+    /// `Reload`, protocol version 3).
+    InvalidConfig,
     /// A code this crate does not know (sent by a newer daemon).
     Other(u16),
 }
@@ -64,6 +70,8 @@ impl ErrorCode {
             ErrorCode::AlreadyInitialized => 13,
             ErrorCode::WrongPassphrase => 14,
             ErrorCode::Unavailable => 15,
+            ErrorCode::BatchExceedsBurst => 16,
+            ErrorCode::InvalidConfig => 17,
             ErrorCode::Other(n) => n,
         }
     }
@@ -86,6 +94,8 @@ impl ErrorCode {
             ErrorCode::AlreadyInitialized => "already-initialized",
             ErrorCode::WrongPassphrase => "wrong-passphrase",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::BatchExceedsBurst => "batch-exceeds-burst",
+            ErrorCode::InvalidConfig => "invalid-config",
             ErrorCode::Other(_) => "other",
         }
     }
@@ -109,6 +119,8 @@ impl From<u16> for ErrorCode {
             13 => ErrorCode::AlreadyInitialized,
             14 => ErrorCode::WrongPassphrase,
             15 => ErrorCode::Unavailable,
+            16 => ErrorCode::BatchExceedsBurst,
+            17 => ErrorCode::InvalidConfig,
             other => ErrorCode::Other(other),
         }
     }

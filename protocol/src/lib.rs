@@ -22,7 +22,10 @@ mod socket_path;
 
 pub use codec::{DecodeError, decode_request, decode_response, encode_request, encode_response};
 pub use error_code::ErrorCode;
-pub use message::{KeyInfo, KeystoreState, Request, Response, Status, UnreadableKey};
+pub use message::{
+    KeyInfo, KeyOrderRules, KeystoreState, NamedCount, Request, Response, SignatureCount, Stats,
+    Status, StatusReport, UnreadableKey, Welcome,
+};
 pub use name::{InvalidKeyName, MAX_KEY_NAME_LEN, validate_key_name};
 pub use payload_format::{PayloadFormat, UnknownPayloadFormat};
 pub use scheme::{KeyKind, Scheme, UnknownScheme};
@@ -33,9 +36,18 @@ pub use socket_path::{default_socket_path, run_user_dir};
 ///
 /// Version 2 added the payload format: a last field `format: Option<PayloadFormat>` in
 /// [`Request::Import`], [`Request::Generate`] and [`KeyInfo`]. Postcard has no field names,
-/// so version 1 and version 2 peers cannot read each other's messages; a daemon answers any
-/// other version's Hello with `UnsupportedVersion`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// so version 1 and version 2 peers cannot read each other's messages.
+///
+/// Version 3 only appended: requests `Stats` and `Reload`, responses `Welcome` (the Hello
+/// answer, with the daemon's version), `RateLimited` (with `retry_after_ms`),
+/// `StatusReport`, `Stats` and `Reloaded`, and error codes 16 and 17. A version 3 daemon
+/// still speaks version 2 to a peer whose Hello says 2 ([`MIN_PROTOCOL_VERSION`]), sending
+/// it only messages version 2 has.
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// The oldest protocol version a daemon of this crate speaks; a Hello below it, or above
+/// [`PROTOCOL_VERSION`], is answered `UnsupportedVersion`.
+pub const MIN_PROTOCOL_VERSION: u32 = 2;
 
 /// Default largest request frame body, in bytes (64 KiB). A daemon may be configured with
 /// another and announces it in [`Response::Hello`].

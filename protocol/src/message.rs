@@ -95,9 +95,26 @@ pub enum Request {
         /// The new passphrase.
         new: SecretBytes,
     },
+    /// 13: the daemon's counters, answered by [`Response::Stats`] (protocol version 3;
+    /// admins and `status_uids`/`status_gids`).
+    Stats,
+    /// 14: re-read the config file and put its policy in force, answered by
+    /// [`Response::Reloaded`] or, when the new file is invalid, by an error with
+    /// [`ErrorCode::InvalidConfig`] (protocol version 3; admin).
+    Reload,
 }
 
 impl Request {
+    /// The first protocol version that has this request: a daemon refuses a request that
+    /// the version spoken on the connection does not have, since its answer would be a
+    /// response that version cannot decode.
+    pub fn since_version(&self) -> u32 {
+        match self {
+            Request::Stats | Request::Reload => 3,
+            _ => 1,
+        }
+    }
+
     /// A short name of the request kind, for logs and audit records.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -114,6 +131,8 @@ impl Request {
             Request::Unlock { .. } => "unlock",
             Request::Lock => "lock",
             Request::ChangePassphrase { .. } => "change-passphrase",
+            Request::Stats => "stats",
+            Request::Reload => "reload",
         }
     }
 }
@@ -228,8 +247,143 @@ pub enum Response {
         /// One line for people.
         message: String,
     },
-    /// 7: answer to [`Request::Status`].
+    /// 7: answer to [`Request::Status`] in protocol version 2. A version 3 connection gets
+    /// [`Response::StatusReport`] instead.
     Status(Status),
+    /// 8: answer to [`Request::Hello`] in protocol version 3 and later: [`Response::Hello`]'s
+    /// fields, then which daemon this is. A version 2 Hello still gets [`Response::Hello`].
+    Welcome(Welcome),
+    /// 9: the key's rate limit (or `orders_per_minute`) is exhausted (protocol version 3;
+    /// a version 2 connection gets [`Response::Error`] with [`ErrorCode::RateLimited`]).
+    /// Retrying the same request after `retry_after_ms` can succeed; a payload with a
+    /// timestamp should be rebuilt, and signed again, with a fresh one.
+    RateLimited {
+        /// Milliseconds until the request can succeed (at least 1).
+        retry_after_ms: u64,
+        /// One line for people.
+        message: String,
+    },
+    /// 10: answer to [`Request::Status`] in protocol version 3.
+    StatusReport(StatusReport),
+    /// 11: answer to [`Request::Stats`] (protocol version 3).
+    Stats(Stats),
+    /// 12: answer to [`Request::Reload`]: the new policy is in force (protocol version 3).
+    Reloaded {
+        /// The config's `[daemon]` section differs from the one read at start; those
+        /// settings apply only at the next start.
+        daemon_section_changed: bool,
+    },
+}
+
+impl Response {
+    /// The first protocol version that has this response: a daemon never sends a peer a
+    /// response its version cannot decode (docs/PROTOCOL.md, section 6).
+    pub fn since_version(&self) -> u32 {
+        match self {
+            Response::Welcome(_)
+            | Response::RateLimited { .. }
+            | Response::StatusReport(_)
+            | Response::Stats(_)
+            | Response::Reloaded { .. } => 3,
+            _ => 1,
+        }
+    }
+}
+
+/// The answer to a version 3 Hello ([`Response::Welcome`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The protocol version the daemon will speak on this connection.
+    pub version: u32,
+    /// The largest frame body the daemon accepts.
+    pub max_frame: u32,
+    /// The daemon's release, e.g. `0.1.0`.
+    pub daemon_version: String,
+    /// The git commit the daemon was built from (as `keywardd --version` prints it), if
+    /// known.
+    pub daemon_commit: Option<String>,
+}
+
+/// The daemon's state with what only version 3 can carry ([`Response::StatusReport`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The keystore's state, as a version 2 [`Response::Status`] has it.
+    pub status: Status,
+    /// Each key's order rules, sorted by key name; `None` unless the peer is an admin.
+    pub order_rules: Option<Vec<KeyOrderRules>>,
+}
+
+/// The order rules in force for one key (issue 17). An empty list or an absent limit is no
+/// rule: anything goes for that field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyOrderRules {
+    /// Key name.
+    pub key: String,
+    /// Symbols the key may order, in the exchange's spelling; empty: any.
+    pub allow_symbols: Vec<String>,
+    /// Sides the key may order; empty: any.
+    pub allow_sides: Vec<String>,
+    /// Order types the key may place; empty: any.
+    pub allow_order_types: Vec<String>,
+    /// Largest base-asset quantity of one order, as an exact decimal string.
+    pub max_quantity: Option<String>,
+    /// Largest price × quantity (or quote quantity) of one order, as an exact decimal string.
+    pub max_notional: Option<String>,
+    /// Most orders a minute.
+    pub orders_per_minute: Option<u32>,
+}
+
+/// How many signatures one key made with one scheme.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureCount {
+    /// Key name.
+    pub key: String,
+    /// The scheme the signatures were made with.
+    pub scheme: Scheme,
+    /// Signatures made (a batch counts each payload).
+    pub count: u64,
+}
+
+/// A counter with a name, e.g. denials of one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedCount {
+    /// What is counted, e.g. `policy-violation`.
+    pub name: String,
+    /// How many.
+    pub count: u64,
+}
+
+/// The daemon's counters since it started ([`Response::Stats`]). Every `u64` but
+/// `connections_open` only grows while the daemon runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// Signatures made, per key and scheme, sorted by key then scheme.
+    pub signatures: Vec<SignatureCount>,
+    /// Requests refused by a decision, per reason (the error code's name: `denied`,
+    /// `policy-violation`, `batch-exceeds-burst`), sorted by name.
+    pub denials: Vec<NamedCount>,
+    /// Sign requests refused by a rate limit (`rate_per_sec` or `orders_per_minute`).
+    pub rate_limited: u64,
+    /// Sign requests refused because the keystore was locked.
+    pub locked_refusals: u64,
+    /// Audit records that could not be written.
+    pub audit_failures: u64,
+    /// Audit records dropped because the audit writer's queue was full.
+    pub audit_drops: u64,
+    /// Connections being served now.
+    pub connections_open: u64,
+    /// Connections accepted and served.
+    pub connections_accepted: u64,
+    /// Connections refused (no right at all, or a connection limit).
+    pub connections_refused: u64,
+    /// Successful unlocks.
+    pub unlocks: u64,
+    /// Successful reloads (SIGHUP or `Reload`).
+    pub reloads: u64,
+    /// Reloads refused because the new config was invalid.
+    pub reload_failures: u64,
 }
 
 impl Response {

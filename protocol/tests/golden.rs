@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 
 use keyward_protocol::frame::{self, FrameError};
 use keyward_protocol::{
-    DEFAULT_MAX_FRAME, DecodeError, ErrorCode, KeyInfo, KeyKind, KeystoreState, PROTOCOL_VERSION,
-    PayloadFormat, Request, Response, Scheme, SecretBytes, Status, UnreadableKey, decode_request,
+    DEFAULT_MAX_FRAME, DecodeError, ErrorCode, KeyInfo, KeyKind, KeyOrderRules, KeystoreState,
+    NamedCount, PROTOCOL_VERSION, PayloadFormat, Request, Response, Scheme, SecretBytes,
+    SignatureCount, Stats, Status, StatusReport, UnreadableKey, Welcome, decode_request,
     decode_response, encode_request, encode_response,
 };
 use postcard::Error as Postcard;
@@ -179,10 +180,15 @@ fn valid() -> Vec<Valid> {
     vec![
         request(
             "request-00-hello.bin",
-            "Hello { version: 2 }",
+            "Hello { version: 3 }",
             Request::Hello {
                 version: PROTOCOL_VERSION,
             },
+        ),
+        request(
+            "request-00-hello-v2.bin",
+            "Hello { version: 2 } (a version 2 client; a version 3 daemon still speaks version 2 to it)",
+            Request::Hello { version: 2 },
         ),
         request(
             "request-01-sign.bin",
@@ -285,11 +291,13 @@ fn valid() -> Vec<Valid> {
                 new: secret(NEW_PASSPHRASE),
             },
         ),
+        request("request-13-stats.bin", "Stats", Request::Stats),
+        request("request-14-reload.bin", "Reload", Request::Reload),
         response(
             "response-00-hello.bin",
-            "Hello { version: 2, max_frame: 65536 (varint 80 80 04) }",
+            "Hello { version: 2, max_frame: 65536 (varint 80 80 04) } (the answer to request-00-hello-v2.bin)",
             Response::Hello {
-                version: PROTOCOL_VERSION,
+                version: 2,
                 max_frame: DEFAULT_MAX_FRAME,
             },
         ),
@@ -380,6 +388,22 @@ fn valid() -> Vec<Valid> {
             error(ErrorCode::Other(u16::MAX), "the largest code there can be"),
         ),
         response(
+            "response-06-error-batch-exceeds-burst.bin",
+            "Error { code: BatchExceedsBurst (16), message }",
+            error(
+                ErrorCode::BatchExceedsBurst,
+                "a batch of 12 exceeds key \"binance-hmac\"'s burst of 10; split it",
+            ),
+        ),
+        response(
+            "response-06-error-invalid-config.bin",
+            "Error { code: InvalidConfig (17), message }",
+            error(
+                ErrorCode::InvalidConfig,
+                "/etc/keyward/keywardd.toml: keys.grid-bot.burst needs keys.grid-bot.rate_per_sec",
+            ),
+        ),
+        response(
             "response-07-status-unlocked.bin",
             "Status { state: Unlocked, keys: 3, idle_lock_in: Some(900), max_unlock_in: Some(28800), unreadable: [okx-old: \"cannot decrypt: the key file is corrupt\"] }",
             Response::Status(Status {
@@ -396,15 +420,135 @@ fn valid() -> Vec<Valid> {
         response(
             "response-07-status-locked.bin",
             "Status { state: Locked, keys: 0, idle_lock_in: None, max_unlock_in: None, unreadable: [] }",
-            Response::Status(Status {
-                state: KeystoreState::Locked,
-                keys: 0,
-                idle_lock_in: None,
-                max_unlock_in: None,
-                unreadable: Vec::new(),
+            Response::Status(locked_status()),
+        ),
+        response(
+            "response-08-welcome.bin",
+            "Welcome { version: 3, max_frame: 65536, daemon_version: \"0.1.0\", daemon_commit: Some(\"0123456789ab\") } (the answer to request-00-hello.bin)",
+            Response::Welcome(Welcome {
+                version: PROTOCOL_VERSION,
+                max_frame: DEFAULT_MAX_FRAME,
+                daemon_version: "0.1.0".into(),
+                daemon_commit: Some("0123456789ab".into()),
             }),
         ),
+        response(
+            "response-08-welcome-no-commit.bin",
+            "Welcome { version: 3, max_frame: 1024, daemon_version: \"0.1.0\", daemon_commit: None }",
+            Response::Welcome(Welcome {
+                version: PROTOCOL_VERSION,
+                max_frame: 1024,
+                daemon_version: "0.1.0".into(),
+                daemon_commit: None,
+            }),
+        ),
+        response(
+            "response-09-rate-limited.bin",
+            "RateLimited { retry_after_ms: 1500 (varint dc 0b), message }",
+            Response::RateLimited {
+                retry_after_ms: 1500,
+                message: "rate limit of key \"binance-hmac\" reached (10/s); retry in 1500 ms"
+                    .into(),
+            },
+        ),
+        response(
+            "response-10-status-report-admin.bin",
+            "StatusReport { status: Status { state: Unlocked, keys: 2, idle_lock_in: Some(900), max_unlock_in: None, unreadable: [] }, order_rules: Some([binance-hmac (every rule set), kraken (no rule)]) }",
+            Response::StatusReport(StatusReport {
+                status: Status {
+                    state: KeystoreState::Unlocked,
+                    keys: 2,
+                    idle_lock_in: Some(900),
+                    max_unlock_in: None,
+                    unreadable: Vec::new(),
+                },
+                order_rules: Some(vec![
+                    KeyOrderRules {
+                        key: "binance-hmac".into(),
+                        allow_symbols: vec!["BTCUSDT".into(), "ETHUSDT".into()],
+                        allow_sides: vec!["BUY".into()],
+                        allow_order_types: vec!["LIMIT".into(), "LIMIT_MAKER".into()],
+                        max_quantity: Some("0.5".into()),
+                        max_notional: Some("1000".into()),
+                        orders_per_minute: Some(300),
+                    },
+                    KeyOrderRules {
+                        key: "kraken".into(),
+                        allow_symbols: Vec::new(),
+                        allow_sides: Vec::new(),
+                        allow_order_types: Vec::new(),
+                        max_quantity: None,
+                        max_notional: None,
+                        orders_per_minute: None,
+                    },
+                ]),
+            }),
+        ),
+        response(
+            "response-10-status-report.bin",
+            "StatusReport { status: Status { state: Locked, keys: 0, idle_lock_in: None, max_unlock_in: None, unreadable: [] }, order_rules: None } (what a peer that is not an admin gets)",
+            Response::StatusReport(StatusReport {
+                status: locked_status(),
+                order_rules: None,
+            }),
+        ),
+        response(
+            "response-11-stats.bin",
+            "Stats { uptime_secs: 86400, signatures: [binance-hmac hmac-sha256 1000000, kraken hmac-sha512 3], denials: [denied 2, policy-violation 7], rate_limited: 5, locked_refusals: 1, audit_failures: 0, audit_drops: 0, connections_open: 4, connections_accepted: 130, connections_refused: 2, unlocks: 1, reloads: 3, reload_failures: 1 }",
+            Response::Stats(Stats {
+                uptime_secs: 86_400,
+                signatures: vec![
+                    SignatureCount {
+                        key: "binance-hmac".into(),
+                        scheme: Scheme::HmacSha256,
+                        count: 1_000_000,
+                    },
+                    SignatureCount {
+                        key: "kraken".into(),
+                        scheme: Scheme::HmacSha512,
+                        count: 3,
+                    },
+                ],
+                denials: vec![
+                    NamedCount {
+                        name: "denied".into(),
+                        count: 2,
+                    },
+                    NamedCount {
+                        name: "policy-violation".into(),
+                        count: 7,
+                    },
+                ],
+                rate_limited: 5,
+                locked_refusals: 1,
+                audit_failures: 0,
+                audit_drops: 0,
+                connections_open: 4,
+                connections_accepted: 130,
+                connections_refused: 2,
+                unlocks: 1,
+                reloads: 3,
+                reload_failures: 1,
+            }),
+        ),
+        response(
+            "response-12-reloaded.bin",
+            "Reloaded { daemon_section_changed: true }",
+            Response::Reloaded {
+                daemon_section_changed: true,
+            },
+        ),
     ]
+}
+
+fn locked_status() -> Status {
+    Status {
+        state: KeystoreState::Locked,
+        keys: 0,
+        idle_lock_in: None,
+        max_unlock_in: None,
+        unreadable: Vec::new(),
+    }
 }
 
 // ---- the invalid fixtures ----
@@ -533,16 +677,16 @@ fn invalid() -> Vec<Invalid> {
         },
         Invalid {
             file: "invalid-unknown-request-variant.bin",
-            about: "request variant 13, one past ChangePassphrase",
+            about: "request variant 15, one past Reload",
             target: Target::Request,
-            bytes: framed("0d"),
+            bytes: framed("0f"),
             expect: postcard(Postcard::SerdeDeCustom),
         },
         Invalid {
             file: "invalid-response-unknown-variant.bin",
-            about: "response variant 8, one past Status",
+            about: "response variant 13, one past Reloaded",
             target: Target::Response,
-            bytes: framed("08"),
+            bytes: framed("0d"),
             expect: postcard(Postcard::SerdeDeCustom),
         },
         Invalid {
@@ -635,6 +779,20 @@ fn invalid() -> Vec<Invalid> {
             target: Target::Response,
             bytes: framed("01 05 01 00"),
             expect: postcard(Postcard::SerdeDeCustom),
+        },
+        Invalid {
+            file: "invalid-response-bad-bool.bin",
+            about: "Reloaded whose bool is 02 (only 00 and 01 are booleans)",
+            target: Target::Response,
+            bytes: framed("0c 02"),
+            expect: postcard(Postcard::DeserializeBadBool),
+        },
+        Invalid {
+            file: "invalid-response-welcome-without-commit-field.bin",
+            about: "a Welcome cut after daemon_version: the daemon_commit option is missing",
+            target: Target::Response,
+            bytes: framed("08 03 80 80 04 05 302e312e30"),
+            expect: postcard(Postcard::DeserializeUnexpectedEnd),
         },
         Invalid {
             file: "invalid-response-unknown-keystore-state.bin",
@@ -814,7 +972,7 @@ fn fixture_names_carry_their_variant_index_and_kind() {
 fn every_variant_has_a_fixture() {
     let requests = variant_count(|body| decode_request(body).map(drop));
     let responses = variant_count(|body| decode_response(body).map(drop));
-    assert_eq!((requests, responses), (13, 8), "update docs/PROTOCOL.md");
+    assert_eq!((requests, responses), (15, 13), "update docs/PROTOCOL.md");
 
     let mut request_kinds = BTreeMap::new();
     let mut response_indices = BTreeSet::new();
@@ -856,6 +1014,8 @@ fn every_variant_has_a_fixture() {
             "unlock",
             "lock",
             "change-passphrase",
+            "stats",
+            "reload",
         ]
     );
 }
@@ -879,6 +1039,8 @@ fn every_error_code_scheme_and_key_kind_keeps_its_number() {
         (ErrorCode::AlreadyInitialized, 13),
         (ErrorCode::WrongPassphrase, 14),
         (ErrorCode::Unavailable, 15),
+        (ErrorCode::BatchExceedsBurst, 16),
+        (ErrorCode::InvalidConfig, 17),
     ];
     for (code, number) in codes {
         let frame = encode_response(&error(code, ""), DEFAULT_MAX_FRAME).unwrap();
@@ -886,9 +1048,9 @@ fn every_error_code_scheme_and_key_kind_keeps_its_number() {
     }
     assert_eq!(ErrorCode::from(0), ErrorCode::Other(0), "0 is not a code");
     assert_eq!(
-        ErrorCode::from(16),
-        ErrorCode::Other(16),
-        "16 is unassigned"
+        ErrorCode::from(18),
+        ErrorCode::Other(18),
+        "18 is unassigned"
     );
 
     for (index, scheme) in Scheme::ALL.into_iter().enumerate() {
@@ -1039,8 +1201,11 @@ The files are generated from the values in protocol/tests/golden.rs (never edit 
     KEYWARD_BLESS=1 cargo test -p keyward-protocol --test golden -- --ignored bless
 
 Blessing is for adding fixtures. Once released, a fixture's bytes are fixed for their
-protocol version. These are protocol version 2: version 2 appended `format` to Import,
+protocol version. These are protocol version 3. Version 2 appended `format` to Import,
 Generate and KeyInfo, so blessing rewrote the fixtures of those messages and of Hello.
+Version 3 only appended variants and error codes: every version 2 fixture kept its bytes
+except `request-00-hello.bin` (now version 3; `request-00-hello-v2.bin` is version 2's) and
+the two `invalid-*-unknown-variant` files, whose index had become a real variant.
 
 ## Valid messages
 

@@ -11,7 +11,21 @@ from typing import Callable, List, Optional
 
 from keyward import protocol as p
 
-HELLO_ANSWER = p.frame(p.encode_response(p.HelloResponse(p.PROTOCOL_VERSION, p.DEFAULT_MAX_FRAME)))
+HELLO_ANSWER = p.frame(
+    p.encode_response(
+        p.WelcomeResponse(p.PROTOCOL_VERSION, p.DEFAULT_MAX_FRAME, "0.0.0-fake", None)
+    )
+)
+#: What a protocol version 2 daemon answers: to its own version, and to any other.
+V2_HELLO_ANSWER = p.frame(p.encode_response(p.HelloResponse(2, p.DEFAULT_MAX_FRAME)))
+V2_UNSUPPORTED = p.frame(
+    p.encode_response(
+        p.ErrorResponse(
+            p.ErrorCode.UNSUPPORTED_VERSION,
+            "protocol version 3 is not supported; this daemon speaks version 2",
+        )
+    )
+)
 
 
 def read_frame(conn: socket.socket) -> Optional[bytes]:
@@ -37,9 +51,15 @@ class FakeDaemon:
     to `answer(body) -> bytes | None` (None: close the connection without answering).
     Every request body it receives is kept in `received`."""
 
-    def __init__(self, path: Path, answer: Callable[[bytes], Optional[bytes]]) -> None:
+    def __init__(
+        self, path: Path, answer: Callable[[bytes], Optional[bytes]], speaks: int = 3
+    ) -> None:
         self.path = path
         self.answer = answer
+        #: The protocol version it speaks: 3, or 2 as an older keywardd would.
+        self.speaks = speaks
+        #: The Hello versions it was offered, in order.
+        self.hellos: List[int] = []
         self.received: List[bytes] = []
         self.connections = 0
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -56,10 +76,8 @@ class FakeDaemon:
                 return
             self.connections += 1
             with conn:
-                body = read_frame(conn)
-                if body is None:
+                if not self._hello(conn):
                     continue
-                conn.sendall(HELLO_ANSWER)
                 while True:
                     body = read_frame(conn)
                     if body is None:
@@ -72,6 +90,20 @@ class FakeDaemon:
                         conn.sendall(reply)
                     except OSError:
                         break
+
+    def _hello(self, conn: socket.socket) -> bool:
+        while True:
+            body = read_frame(conn)
+            if body is None:
+                return False
+            hello = p.decode_request(body)
+            assert isinstance(hello, p.HelloRequest), hello
+            self.hellos.append(hello.version)
+            if hello.version != self.speaks:
+                conn.sendall(V2_UNSUPPORTED)
+                continue
+            conn.sendall(HELLO_ANSWER if self.speaks == 3 else V2_HELLO_ANSWER)
+            return True
 
     def close(self) -> None:
         try:

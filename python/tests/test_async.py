@@ -59,6 +59,18 @@ def test_errors_of_a_policy_daemon(make_daemon):
         with pytest.raises(keyward.RateLimitedError) as caught:
             await client.sign("rl", ORDER)
         assert 0 < caught.value.retry_after <= 1.0
+        assert caught.value.retry_after_ms == round(caught.value.retry_after * 1000)
+        with pytest.raises(keyward.BatchExceedsBurstError):
+            await client.sign_batch("rl", [ORDER, ORDER])
+        assert client.protocol_version == 3 and client.daemon is not None
+        stats = await client.stats()
+        assert stats.rate_limited == 1, stats
+        assert {d.name: d.count for d in stats.denials} == {
+            "policy-violation": 1,
+            "batch-exceeds-burst": 1,
+        }, stats
+        report = await client.status_report()
+        assert [rules.key for rules in report.order_rules] == ["rl"], report
         await client.close()
         with pytest.raises(keyward.UnavailableError):
             await client.status()

@@ -155,13 +155,38 @@ def test_rate_limited_says_how_long_to_wait(make_daemon):
         err = caught.value
         assert err.code == ErrorCode.RATE_LIMITED == 10
         assert err.retry_after is not None and 0 < err.retry_after <= 0.5, err
+        # Protocol version 3: the wait is a field, the same as the message's hint.
+        assert err.retry_after_ms is not None and 0 < err.retry_after_ms <= 500, err
+        assert f"retry in {err.retry_after_ms} ms" in err.message, err
         # The advised wait is enough.
         time.sleep(max(0.0, refused_at + err.retry_after + 0.05 - time.monotonic()))
         key.verify(client.sign("rl", ORDER), ORDER.encode())
-        # A batch beyond the burst can never pass: no time to wait.
-        with pytest.raises(keyward.RateLimitedError) as caught:
+        # A batch beyond the burst can never pass: its own code, and no time to wait. Old
+        # handlers of RateLimitedError still catch it.
+        with pytest.raises(keyward.BatchExceedsBurstError) as caught:
             client.sign_batch("rl", [ORDER, ORDER])
-        assert caught.value.retry_after is None
+        assert caught.value.code == ErrorCode.BATCH_EXCEEDS_BURST == 16
+        assert isinstance(caught.value, keyward.RateLimitedError)
+        assert caught.value.retry_after is None and caught.value.retry_after_ms is None
+
+
+def test_the_handshake_names_the_daemon_and_monitoring_calls_work(daemon):
+    install(daemon, ed25519_key("mon"))
+    with daemon.client() as client:
+        assert client.protocol_version == 3
+        welcome = client.daemon
+        assert welcome is not None and welcome.daemon_version == keyward.__version__
+        assert welcome.daemon_commit, welcome
+        client.sign("mon", ORDER)
+        client.sign_batch("mon", [ORDER, ORDER])
+        stats = client.stats()
+        counts = {(c.key, c.scheme): c.count for c in stats.signatures}
+        assert counts == {("mon", keyward.Scheme.ED25519): 3}, stats
+        assert stats.connections_open >= 1 and stats.unlocks == 0
+        report = client.status_report()
+        # We are the daemon's own uid, an admin: the order rules are shown (none set).
+        assert report.order_rules == [p.KeyOrderRules("mon")], report
+        assert report.status.state == keyward.KeystoreState.EPHEMERAL
 
 
 def test_denied_by_a_daemon_of_another_user_whose_directory_is_protected(make_daemon):
@@ -210,7 +235,8 @@ def test_unsupported_version_is_a_protocol_error(daemon, monkeypatch):
     from keyward import _core
 
     future = p.PROTOCOL_VERSION + 1
-    monkeypatch.setattr(_core, "HELLO_FRAME", p.frame(p.encode_request(p.HelloRequest(future))))
+    hello = p.frame(p.encode_request(p.HelloRequest(future)))
+    monkeypatch.setattr(_core, "HELLO_FRAMES", {future: hello})
     with pytest.raises(keyward.ProtocolError) as caught:
         keyward.Client(daemon.socket)
     assert caught.value.code == ErrorCode.UNSUPPORTED_VERSION
@@ -373,6 +399,38 @@ def test_a_response_larger_than_the_read_buffer_and_bytes_after_a_response(tmp_p
         # does not keep the second for the next call.
         with pytest.raises(keyward.ProtocolError):
             client.call(p.StatusRequest())
+        client.close()
+    finally:
+        fake.close()
+
+
+def test_a_version_2_daemon_is_spoken_to_in_version_2(tmp_path):
+    """A keywardd of protocol version 2 refuses Hello 3: the client says Hello 2 on the same
+    connection and keeps working, without the daemon's version and without version 3 calls
+    (refused here, before anything is sent). Rate limits arrive as plain errors."""
+    status = p.Status(keyward.KeystoreState.LOCKED, 0)
+    limited = p.ErrorResponse(ErrorCode.RATE_LIMITED, "rate limit reached; retry in 42 ms")
+
+    def answer(body):
+        request = p.decode_request(body)
+        if isinstance(request, p.StatusRequest):
+            return p.frame(p.encode_response(p.StatusResponse(status)))
+        return p.frame(p.encode_response(limited))
+
+    fake = FakeDaemon(tmp_path / "fake.sock", answer, speaks=2)
+    try:
+        client = keyward.Client(fake.path)
+        assert client.status() == status
+        assert client.status_report() == p.StatusReportResponse(status, None)
+        assert fake.hellos == [3, 2]
+        assert client.protocol_version == 2 and client.daemon is None
+        with pytest.raises(keyward.ProtocolError) as caught:
+            client.stats()
+        assert caught.value.code == ErrorCode.UNSUPPORTED_VERSION
+        with pytest.raises(keyward.RateLimitedError) as rate:
+            client.sign("k", b"x")
+        assert rate.value.retry_after_ms == 42
+        assert len(fake.received) == 3, "stats() must not reach a version 2 daemon"
         client.close()
     finally:
         fake.close()

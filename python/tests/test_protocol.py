@@ -77,7 +77,8 @@ ED25519_KEY = p.KeyInfo(
 )
 
 REQUESTS = {
-    "request-00-hello.bin": p.HelloRequest(2),
+    "request-00-hello.bin": p.HelloRequest(3),
+    "request-00-hello-v2.bin": p.HelloRequest(2),
     "request-01-sign.bin": p.SignRequest("binance-hmac", BINANCE_QUERY),
     "request-02-sign-batch.bin": p.SignBatchRequest(
         "kraken", [b"", b"\x00\xff", bytes(range(256))]
@@ -110,7 +111,11 @@ REQUESTS = {
     "request-10-unlock.bin": p.UnlockRequest(PASSPHRASE),
     "request-11-lock.bin": p.LockRequest(),
     "request-12-change-passphrase.bin": p.ChangePassphraseRequest(PASSPHRASE, NEW_PASSPHRASE),
+    "request-13-stats.bin": p.StatsRequest(),
+    "request-14-reload.bin": p.ReloadRequest(),
 }
+
+LOCKED = p.Status(p.KeystoreState.LOCKED, 0, None, None, [])
 
 RESPONSES = {
     "response-00-hello.bin": p.HelloResponse(2, 65536),
@@ -149,9 +154,57 @@ RESPONSES = {
             [p.UnreadableKey("okx-old", "cannot decrypt: the key file is corrupt")],
         )
     ),
-    "response-07-status-locked.bin": p.StatusResponse(
-        p.Status(p.KeystoreState.LOCKED, 0, None, None, [])
+    "response-07-status-locked.bin": p.StatusResponse(LOCKED),
+    "response-06-error-batch-exceeds-burst.bin": p.ErrorResponse(
+        ErrorCode.BATCH_EXCEEDS_BURST,
+        'a batch of 12 exceeds key "binance-hmac"\'s burst of 10; split it',
     ),
+    "response-06-error-invalid-config.bin": p.ErrorResponse(
+        ErrorCode.INVALID_CONFIG,
+        "/etc/keyward/keywardd.toml: keys.grid-bot.burst needs keys.grid-bot.rate_per_sec",
+    ),
+    "response-08-welcome.bin": p.WelcomeResponse(3, 65536, "0.1.0", "0123456789ab"),
+    "response-08-welcome-no-commit.bin": p.WelcomeResponse(3, 1024, "0.1.0", None),
+    "response-09-rate-limited.bin": p.RateLimitedResponse(
+        1500, 'rate limit of key "binance-hmac" reached (10/s); retry in 1500 ms'
+    ),
+    "response-10-status-report-admin.bin": p.StatusReportResponse(
+        p.Status(p.KeystoreState.UNLOCKED, 2, 900, None, []),
+        [
+            p.KeyOrderRules(
+                "binance-hmac",
+                ["BTCUSDT", "ETHUSDT"],
+                ["BUY"],
+                ["LIMIT", "LIMIT_MAKER"],
+                "0.5",
+                "1000",
+                300,
+            ),
+            p.KeyOrderRules("kraken"),
+        ],
+    ),
+    "response-10-status-report.bin": p.StatusReportResponse(LOCKED, None),
+    "response-11-stats.bin": p.StatsResponse(
+        p.Stats(
+            uptime_secs=86400,
+            signatures=[
+                p.SignatureCount("binance-hmac", p.Scheme.HMAC_SHA256, 1_000_000),
+                p.SignatureCount("kraken", p.Scheme.HMAC_SHA512, 3),
+            ],
+            denials=[p.NamedCount("denied", 2), p.NamedCount("policy-violation", 7)],
+            rate_limited=5,
+            locked_refusals=1,
+            audit_failures=0,
+            audit_drops=0,
+            connections_open=4,
+            connections_accepted=130,
+            connections_refused=2,
+            unlocks=1,
+            reloads=3,
+            reload_failures=1,
+        )
+    ),
+    "response-12-reloaded.bin": p.ReloadedResponse(True),
 }
 
 # file -> how it must be refused: "frame" (header alone), "incomplete", "request", "response"
@@ -179,6 +232,8 @@ INVALID = {
     "invalid-response-error-code-overflow.bin": "response",
     "invalid-response-unknown-scheme.bin": "response",
     "invalid-response-unknown-keystore-state.bin": "response",
+    "invalid-response-bad-bool.bin": "response",
+    "invalid-response-welcome-without-commit-field.bin": "response",
 }
 
 
@@ -280,6 +335,19 @@ def test_varints_of_protocol_md_table(value, encoded):
 def test_strictness_beyond_the_fixtures(body):
     with pytest.raises(p.DecodeError):
         p.decode_response(bytes.fromhex(body))
+
+
+def test_rate_limited_errors_carry_the_wait_from_the_field_or_the_message():
+    from keyward.errors import error_from_daemon
+
+    field_wins = keyward.RateLimitedError("retry in 5 ms", retry_after_ms=1500)
+    assert field_wins.retry_after_ms == 1500 and field_wins.retry_after == 1.5
+    from_v2 = error_from_daemon(ErrorCode.RATE_LIMITED, "rate limit reached; retry in 250 ms")
+    assert isinstance(from_v2, keyward.RateLimitedError) and from_v2.retry_after_ms == 250
+    burst = error_from_daemon(ErrorCode.BATCH_EXCEEDS_BURST, "a batch of 12 exceeds; split it")
+    assert isinstance(burst, keyward.BatchExceedsBurstError)
+    assert isinstance(burst, keyward.RateLimitedError), "old handlers still catch it"
+    assert burst.retry_after_ms is None and burst.code == ErrorCode.BATCH_EXCEEDS_BURST
 
 
 def test_unknown_error_codes_decode_as_plain_ints():

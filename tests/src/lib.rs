@@ -165,6 +165,20 @@ impl Output {
     }
 }
 
+/// The text of `keyward status` without its last line, which must name this build's
+/// daemon: `daemon: keywardd VERSION (commit C)`.
+#[track_caller]
+pub fn without_daemon_line(status: &str) -> &str {
+    let body = status.strip_suffix('\n').unwrap_or(status);
+    let (rest, last) = body.rsplit_once('\n').unwrap_or(("", body));
+    let expected = format!("daemon: keywardd {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(
+        last.starts_with(&expected) && last.ends_with(')'),
+        "the last line of `keyward status` should name the daemon: {status:?}"
+    );
+    &status[..rest.len() + usize::from(!rest.is_empty())]
+}
+
 /// Runs `command` to completion, feeding it `stdin` (or /dev/null when `None`).
 pub fn run(command: &mut Command, stdin: Option<&[u8]>) -> Output {
     command

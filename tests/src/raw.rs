@@ -58,11 +58,11 @@ impl RawConn {
         match self.request(&Request::Hello {
             version: PROTOCOL_VERSION,
         }) {
-            Reply::Response(Response::Hello { version, max_frame }) => {
-                assert_eq!(version, PROTOCOL_VERSION);
-                max_frame
+            Reply::Response(Response::Welcome(welcome)) => {
+                assert_eq!(welcome.version, PROTOCOL_VERSION);
+                welcome.max_frame
             }
-            other => panic!("expected a Hello answer, got {other:?}"),
+            other => panic!("expected a Welcome answer, got {other:?}"),
         }
     }
 

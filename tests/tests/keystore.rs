@@ -17,7 +17,7 @@ use keyward_tests::keystore::{
     KeystoreDir, TestKey, keys_of_every_scheme, make_key, path_str, snapshot, spki_pem,
 };
 use keyward_tests::verify::{Check, assert_python_verifies_all};
-use keyward_tests::{Daemon, Output, openssl, read};
+use keyward_tests::{Daemon, Output, openssl, read, without_daemon_line};
 
 const PASSPHRASE: &[u8] = b"correct horse battery staple, keystore edition";
 const NEW_PASSPHRASE: &[u8] = b"a different, equally long passphrase for passwd";
@@ -181,9 +181,13 @@ fn lifecycle_uninitialized_unlocked_locked_unlocked_and_what_each_state_allows()
     let daemon = Daemon::start_with_keystore(store.path(), &[]);
 
     // Uninitialized: nothing exists on disk, and every key command says what to do.
+    // `status` prints the state and exits 7: no keystore, so nothing can sign.
     let status = daemon.keyward(["status"]);
-    status.success();
-    assert_eq!(status.stdout_text(), "state: uninitialized\nkeys: 0\n");
+    assert!(status.error_line(7).contains("keyward init"), "{status:#?}");
+    assert_eq!(
+        without_daemon_line(status.stdout_text()),
+        "state: uninitialized\nkeys: 0\n"
+    );
     assert!(
         !store.path().exists(),
         "the daemon created the keystore before init"
@@ -231,9 +235,16 @@ fn lifecycle_uninitialized_unlocked_locked_unlocked_and_what_each_state_allows()
     let out = daemon.keyward(["lock"]);
     out.success();
     assert_eq!(out.stdout_text(), "locked\n");
+    // `status` prints the state and exits 5, as every key command does when locked.
     let status = daemon.keyward(["status"]);
-    status.success();
-    assert_eq!(status.stdout_text(), "state: locked\nkeys: 0\n");
+    assert!(
+        status.error_line(5).contains("keyward unlock"),
+        "{status:#?}"
+    );
+    assert_eq!(
+        without_daemon_line(status.stdout_text()),
+        "state: locked\nkeys: 0\n"
+    );
     let files = snapshot(store.path());
     let other = make_key(store.scratch(), "other", "hmac-sha256");
     for args in [
@@ -363,7 +374,7 @@ fn idle_lock_of_one_second_locks_an_unused_keystore_within_two() {
         "--idle-lock 1 locked after {took:?}"
     );
     assert_eq!(
-        daemon.keyward(["status"]).stdout_text(),
+        without_daemon_line(daemon.keyward(["status"]).stdout_text()),
         "state: locked\nkeys: 0\n"
     );
 }
@@ -422,7 +433,8 @@ fn status_shows_the_seconds_until_each_auto_lock() {
         ["maximum unlock: in 599 s", "maximum unlock: in 600 s"].contains(&lines[3]),
         "{text}"
     );
-    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines.len(), 5, "{text}");
+    without_daemon_line(text);
     let json = daemon.keyward(["status", "--json"]);
     json.success();
     let json = json.stdout_text();
@@ -448,8 +460,10 @@ fn status_shows_the_seconds_until_each_auto_lock() {
     let store = KeystoreDir::new();
     let daemon = Daemon::start_with_keystore(store.path(), &[]);
     init(&daemon);
+    let status = daemon.keyward(["status"]);
+    status.success();
     assert_eq!(
-        daemon.keyward(["status"]).stdout_text(),
+        without_daemon_line(status.stdout_text()),
         "state: unlocked\nkeys: 0\nidle auto-lock: never\nmaximum unlock: never\n"
     );
 }

@@ -331,6 +331,11 @@ fn when_every_place_is_taken_a_non_admin_is_answered_at_once_and_an_admin_still_
     assert!(lock.stderr.contains("ephemeral"), "{lock:#?}");
     daemon.keyward(["status"]).success();
     assert!(started.elapsed() < Duration::from_secs(1));
+    // Monitoring sees the refusal at accept (docs/MONITORING.md: connections_refused).
+    let stats = daemon.keyward(["stats"]);
+    stats.success();
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert!(stats["connections_refused"].as_u64() >= Some(1), "{stats}");
     drop(hostile);
     daemon.assert_running();
 }
@@ -354,7 +359,7 @@ fn a_connection_the_system_refuses_a_thread_is_answered_and_the_daemon_goes_on()
             version: keyward_protocol::PROTOCOL_VERSION,
         });
         match conn.read_reply() {
-            Reply::Response(Response::Hello { .. }) => served += 1,
+            Reply::Response(Response::Hello { .. } | Response::Welcome(_)) => served += 1,
             Reply::Response(Response::Error {
                 code: ErrorCode::Unavailable,
                 message,

@@ -255,11 +255,12 @@ fn random_frames_on_one_connection(daemon: &Daemon, rng: &mut Rng, frames: usize
         let len = 1 + (rng.next() % 2048) as usize;
         conn.send_frame(&rng.bytes(len));
         match conn.read_reply() {
+            // A body that happens to be a Hello of another version is refused as such.
             Reply::Response(Response::Error {
-                code: ErrorCode::BadRequest,
+                code: ErrorCode::BadRequest | ErrorCode::UnsupportedVersion,
                 ..
             }) => {}
-            Reply::Response(Response::Hello { .. }) => return sent + 1,
+            Reply::Response(Response::Hello { .. } | Response::Welcome(_)) => return sent + 1,
             other => panic!("garbage frame {sent} got {other:?}"),
         }
     }

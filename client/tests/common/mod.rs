@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use keyward_client::protocol::frame::{self, HEADER_LEN};
 use keyward_client::protocol::{
-    DEFAULT_MAX_FRAME, PROTOCOL_VERSION, Request, Response, decode_request, encode_response,
+    DEFAULT_MAX_FRAME, PROTOCOL_VERSION, Request, Response, Welcome, decode_request,
+    encode_response,
 };
 
 /// What the fake daemon does with one request.
@@ -33,6 +34,16 @@ pub(crate) fn answer(response: Response) -> Step {
     Box::new(move |_| Reply::Send(response))
 }
 
+/// The answer of a version 3 daemon to a Hello.
+pub(crate) fn welcome(max_frame: u32) -> Response {
+    Response::Welcome(Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame,
+        daemon_version: "9.9.9".into(),
+        daemon_commit: Some("fake".into()),
+    })
+}
+
 /// Answers a Hello with the current version and `max_frame`.
 pub(crate) fn hello(max_frame: u32) -> Step {
     Box::new(move |request| {
@@ -42,10 +53,7 @@ pub(crate) fn hello(max_frame: u32) -> Step {
                 version: PROTOCOL_VERSION
             }
         );
-        Reply::Send(Response::Hello {
-            version: PROTOCOL_VERSION,
-            max_frame,
-        })
+        Reply::Send(welcome(max_frame))
     })
 }
 

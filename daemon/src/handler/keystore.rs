@@ -1,18 +1,20 @@
-//! The keystore as a whole: Init, Unlock, Lock, ChangePassphrase and Status. The work and
-//! its admin lock are in [`crate::lifecycle`].
+//! The keystore as a whole: Init, Unlock, Lock, ChangePassphrase and Status; and the daemon
+//! as a whole: Reload. The work and its admin lock are in [`crate::lifecycle`] and
+//! [`crate::reload`].
 
-use keyward_protocol::{Response, SecretBytes};
+use keyward_protocol::{ErrorCode, Response, SecretBytes, StatusReport};
 
 use crate::daemon::Daemon;
 use crate::failure::Failure;
 use crate::peer::Peer;
 use crate::policy::Policy;
 
-/// The keystore's state. An admin sees everything; any other peer sees only the keys it may
-/// use, as `list` does: neither the total count nor the names of unreadable keys of others.
-pub(super) fn status(daemon: &Daemon, policy: &Policy, peer: &Peer) -> Response {
+/// The keystore's state. An admin or a monitor sees everything; any other peer sees only the
+/// keys it may use, as `list` does: neither the total count nor the names of unreadable keys
+/// of others. Only an admin sees the order rules (version 3).
+pub(super) fn status(daemon: &Daemon, policy: &Policy, peer: &Peer, version: u32) -> Response {
     let mut status = daemon.lifecycle.status(&daemon.keyring);
-    if !policy.is_admin(peer, daemon.uid) {
+    if !policy.may_monitor(peer, daemon.uid) {
         let may_use = |name: &str| policy.may_use(name, peer, daemon.uid);
         let usable = daemon.keyring.list().map_or(0, |keys| {
             keys.iter().filter(|key| may_use(&key.name)).count()
@@ -20,7 +22,31 @@ pub(super) fn status(daemon: &Daemon, policy: &Policy, peer: &Peer) -> Response 
         status.keys = u32::try_from(usable).unwrap_or(u32::MAX);
         status.unreadable.retain(|key| may_use(&key.name));
     }
-    Response::Status(status)
+    if version < 3 {
+        return Response::Status(status);
+    }
+    let order_rules = policy.is_admin(peer, daemon.uid).then(|| {
+        let names = match daemon.keyring.list() {
+            Ok(keys) => keys.into_iter().map(|key| key.name).collect(),
+            // Locked: the key files' names, if the keystore can tell.
+            Err(_) => daemon.lifecycle.key_names().unwrap_or_default(),
+        };
+        policy.order_rules_of(names)
+    });
+    Response::StatusReport(StatusReport {
+        status,
+        order_rules,
+    })
+}
+
+/// Reload over the socket: the same reload as SIGHUP's, with its outcome as the answer.
+pub(super) fn reload(daemon: &Daemon) -> Result<Response, Failure> {
+    match crate::reload::reload(daemon, "reload request") {
+        Ok(reloaded) => Ok(Response::Reloaded {
+            daemon_section_changed: reloaded.daemon_section_changed,
+        }),
+        Err(why) => Err(Failure::new(ErrorCode::InvalidConfig, why)),
+    }
 }
 
 pub(super) async fn init(daemon: &Daemon, passphrase: SecretBytes) -> Result<Response, Failure> {

@@ -1,8 +1,6 @@
 //! Sign and SignBatch: the hot path. The key is looked up, the key's policy applied, then
 //! the payloads signed, every scheme on the connection's own thread (server.rs says why).
 
-use std::sync::Arc;
-
 use keyward_protocol::{ErrorCode, MAX_BATCH, Response, Scheme};
 use serde_bytes::ByteBuf;
 
@@ -21,7 +19,8 @@ pub(super) async fn sign(
     let key_entry = daemon.keyring.get(&key)?;
     enforce_key_policy(policy, &daemon.rates, &key_entry, &[&payload])?;
     daemon.touch();
-    let (scheme, mut signatures) = sign_all(key_entry, vec![payload]).await?;
+    let (scheme, mut signatures) = sign_all(&key_entry, vec![payload]).await?;
+    key_entry.count_signatures(1);
     let signature = signatures
         .pop()
         .ok_or_else(|| Failure::internal("signing failed", &"no signature"))?;
@@ -48,17 +47,15 @@ pub(super) async fn sign_batch(
     enforce_key_policy(policy, &daemon.rates, &key_entry, &views)?;
     daemon.touch();
     let payloads = payloads.into_iter().map(ByteBuf::into_vec).collect();
-    let (scheme, signatures) = sign_all(key_entry, payloads).await?;
+    let (scheme, signatures) = sign_all(&key_entry, payloads).await?;
+    key_entry.count_signatures(signatures.len());
     let signatures = signatures.into_iter().map(ByteBuf::from).collect();
     Ok(Response::Signatures { scheme, signatures })
 }
 
 /// Signs every payload with `key`, here: the caller is the connection's own thread, so an
 /// RSA signature neither pays a hand-off to another thread nor holds up other connections.
-async fn sign_all(
-    key: Arc<Key>,
-    payloads: Vec<Vec<u8>>,
-) -> Result<(Scheme, Vec<Vec<u8>>), Failure> {
+async fn sign_all(key: &Key, payloads: Vec<Vec<u8>>) -> Result<(Scheme, Vec<Vec<u8>>), Failure> {
     let scheme = key.signer.scheme();
     let signatures = payloads
         .iter()

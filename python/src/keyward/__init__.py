@@ -24,6 +24,7 @@ from .errors import (
     PolicyError,
     ProtocolError,
     RateLimitedError,
+    BatchExceedsBurstError,
     UnavailableError,
     UnknownKeyError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "DeniedError",
     "PolicyError",
     "RateLimitedError",
+    "BatchExceedsBurstError",
     "UnknownKeyError",
     "ProtocolError",
     "UnavailableError",

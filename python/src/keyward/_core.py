@@ -7,13 +7,14 @@ import pwd
 import socket
 import stat
 import struct
-from typing import Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from . import protocol as p
 from .errors import (
     ErrorCode,
     KeywardError,
     ProtocolError,
+    RateLimitedError,
     UnavailableError,
     error_from_daemon,
 )
@@ -24,7 +25,13 @@ SOCKET_ENV = "KEYWARD_SOCK"
 PathLike = Union[str, "os.PathLike[str]"]
 Payload = Union[bytes, bytearray, memoryview, str]
 
-HELLO_FRAME = p.frame(p.encode_request(p.HelloRequest(p.PROTOCOL_VERSION)))
+#: The Hello of each version the clients offer, newest first: a version 3 client falls back
+#: to version 2 when the daemon does not speak 3 (docs/PROTOCOL.md section 3).
+HELLO_FRAMES: Dict[int, bytes] = {
+    version: p.frame(p.encode_request(p.HelloRequest(version)))
+    for version in range(p.PROTOCOL_VERSION, p.MIN_PROTOCOL_VERSION - 1, -1)
+}
+HELLO_FRAME = HELLO_FRAMES[p.PROTOCOL_VERSION]
 
 
 # ---- where the socket is ----
@@ -193,6 +200,18 @@ def frame_of(body: bytes) -> bytes:
 _HEADER = struct.Struct(">I")
 LIST_FRAME = frame_of(p.encode_request(p.ListRequest()))
 STATUS_FRAME = frame_of(p.encode_request(p.StatusRequest()))
+STATS_FRAME = frame_of(p.encode_request(p.StatsRequest()))
+RELOAD_FRAME = frame_of(p.encode_request(p.ReloadRequest()))
+
+
+def check_version(request: str, version: int) -> None:
+    """Refuses locally a version 3 request on a version 2 connection."""
+    if version < 3:
+        raise ProtocolError(
+            f"keywardd speaks protocol version {version}, which has no {request} request "
+            "(upgrade keywardd)",
+            ErrorCode.UNSUPPORTED_VERSION,
+        )
 
 
 def public_key_frame(name: str) -> bytes:
@@ -244,21 +263,35 @@ def unexpected(response: p.Response, expected: str) -> KeywardError:
     """The daemon's own error if it sent one, else a :class:`ProtocolError`."""
     if isinstance(response, p.ErrorResponse):
         return error_from_daemon(response.code, response.message)
+    if isinstance(response, p.RateLimitedResponse):
+        return RateLimitedError(response.message, ErrorCode.RATE_LIMITED, response.retry_after_ms)
     return ProtocolError(
         f"keywardd sent an unexpected response ({type(response).__name__}; expected {expected})"
     )
 
 
-def expect_hello(response: p.Response) -> int:
-    """Checks the answer to Hello and returns the daemon's ``max_frame``."""
-    if isinstance(response, p.HelloResponse):
-        if response.version != p.PROTOCOL_VERSION:
-            raise ProtocolError(
-                f"keywardd does not speak protocol version {p.PROTOCOL_VERSION}: it answered "
-                f"with version {response.version}",
-                ErrorCode.UNSUPPORTED_VERSION,
-            )
-        return response.max_frame
+def expect_hello(
+    response: p.Response, asked: int
+) -> Optional[Tuple[int, Optional[p.WelcomeResponse]]]:
+    """Checks the answer to a Hello of version ``asked``: ``(max_frame, welcome)``, where
+    ``welcome`` (the daemon's version) is ``None`` from a version 2 daemon; or ``None`` when
+    the daemon does not speak ``asked`` and the next older version should be tried."""
+    if isinstance(response, p.WelcomeResponse) and response.version == asked:
+        return response.max_frame, response
+    if isinstance(response, p.HelloResponse) and response.version == asked and asked < 3:
+        return response.max_frame, None
+    if isinstance(response, (p.HelloResponse, p.WelcomeResponse)):
+        raise ProtocolError(
+            f"keywardd does not speak protocol version {asked}: it answered "
+            f"with version {response.version}",
+            ErrorCode.UNSUPPORTED_VERSION,
+        )
+    if (
+        isinstance(response, p.ErrorResponse)
+        and response.code == ErrorCode.UNSUPPORTED_VERSION
+        and asked > p.MIN_PROTOCOL_VERSION
+    ):
+        return None
     raise unexpected(response, "hello")
 
 
@@ -297,10 +330,29 @@ def expect_public_key(response: p.Response) -> str:
     raise unexpected(response, "key")
 
 
-def expect_status(response: p.Response) -> p.Status:
+def expect_status_report(response: p.Response) -> p.StatusReportResponse:
+    """The answer to Status in either version (version 2 has no order rules)."""
+    if isinstance(response, p.StatusReportResponse):
+        return response
     if isinstance(response, p.StatusResponse):
-        return response.status
+        return p.StatusReportResponse(response.status, None)
     raise unexpected(response, "status")
+
+
+def expect_status(response: p.Response) -> p.Status:
+    return expect_status_report(response).status
+
+
+def expect_stats(response: p.Response) -> p.Stats:
+    if isinstance(response, p.StatsResponse):
+        return response.stats
+    raise unexpected(response, "stats")
+
+
+def expect_reloaded(response: p.Response) -> bool:
+    if isinstance(response, p.ReloadedResponse):
+        return response.daemon_section_changed
+    raise unexpected(response, "reloaded")
 
 
 def read_frame_header(header: Union[bytes, bytearray]) -> int:

@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable, Iterable, List, Optional, Type, Typ
 
 from . import _core as core
 from . import protocol as p
-from .errors import KeywardError, UnavailableError
+from .errors import ErrorCode, KeywardError, ProtocolError, UnavailableError
 
 __all__ = ["AsyncClient"]
 
@@ -49,6 +49,8 @@ class AsyncClient:
         self._sock: Optional[socket.socket] = None
         self._closed = False
         self._max_frame = p.DEFAULT_MAX_FRAME
+        self._version = p.PROTOCOL_VERSION
+        self._welcome: Optional[p.WelcomeResponse] = None
 
     # ---- lifetime ----
 
@@ -118,6 +120,39 @@ class AsyncClient:
         frame = core.STATUS_FRAME
         return await self._call(frame, lambda body: core.expect_status(core.decode(body)))
 
+    async def status_report(self) -> p.StatusReportResponse:
+        """The keystore's state and, to an admin, each key's order rules (``order_rules``;
+        ``None`` for other users and from a protocol version 2 daemon)."""
+        return await self._call(
+            core.STATUS_FRAME, lambda body: core.expect_status_report(core.decode(body))
+        )
+
+    async def stats(self) -> p.Stats:
+        """The daemon's counters (needs an admin or the status right; protocol version 3)."""
+        core.check_version("stats", self._version)
+        return await self._call(core.STATS_FRAME, lambda body: core.expect_stats(core.decode(body)))
+
+    async def reload(self) -> bool:
+        """Has the daemon re-read its config file (admin; protocol version 3). ``True``: its
+        ``[daemon]`` section changed too, which applies only at the next start. An invalid
+        file raises :class:`~keyward.KeywardError` with code ``INVALID_CONFIG``; the old
+        policy stays in force."""
+        core.check_version("reload", self._version)
+        return await self._call(
+            core.RELOAD_FRAME, lambda body: core.expect_reloaded(core.decode(body))
+        )
+
+    @property
+    def protocol_version(self) -> int:
+        """The protocol version agreed with the daemon: 3, or 2 with an older daemon."""
+        return self._version
+
+    @property
+    def daemon(self) -> Optional[p.WelcomeResponse]:
+        """The daemon's version (``daemon_version``, ``daemon_commit``) from its Hello;
+        ``None`` from a protocol version 2 daemon."""
+        return self._welcome
+
     async def call(self, request: p.Request) -> p.Response:
         """See :meth:`keyward.Client.call`."""
         return await self._call(core.frame_of(p.encode_request(request)), core.decode)
@@ -183,15 +218,25 @@ class AsyncClient:
             sock.close()
             raise
         self._sock = sock
-        try:
-            body = await self._exchange(core.HELLO_FRAME)
-        except _NotDelivered:
-            raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
-        try:
-            self._max_frame = core.expect_hello(core.decode(body))
-        except BaseException:
-            self._drop()
-            raise
+        for version, hello in core.HELLO_FRAMES.items():
+            try:
+                body = await self._exchange(hello)
+            except _NotDelivered:
+                raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
+            try:
+                agreed = core.expect_hello(core.decode(body), version)
+            except BaseException:
+                self._drop()
+                raise
+            if agreed is not None:
+                self._max_frame, self._welcome = agreed
+                self._version = version
+                return
+        self._drop()
+        raise ProtocolError(
+            "keywardd speaks none of this client's protocol versions",
+            ErrorCode.UNSUPPORTED_VERSION,
+        )
 
     def _drop(self) -> None:
         sock, self._sock = self._sock, None

@@ -8,7 +8,7 @@ from typing import Callable, Iterable, List, Optional, Type, TypeVar
 
 from . import _core as core
 from . import protocol as p
-from .errors import KeywardError, ProtocolError, UnavailableError
+from .errors import ErrorCode, KeywardError, ProtocolError, UnavailableError
 
 __all__ = ["Client"]
 
@@ -50,6 +50,8 @@ class Client:
         self._sock: Optional[socket.socket] = None
         self._closed = False
         self._max_frame = p.DEFAULT_MAX_FRAME
+        self._version = p.PROTOCOL_VERSION
+        self._welcome: Optional[p.WelcomeResponse] = None
         self._buf = bytearray(_RECV_BUFFER)
         self._view = memoryview(self._buf)
         with self._lock:
@@ -117,6 +119,39 @@ class Client:
         """The keystore's state: locked or not, usable keys, auto-lock timers."""
         return self._call(core.STATUS_FRAME, lambda body: core.expect_status(core.decode(body)))
 
+    def status_report(self) -> p.StatusReportResponse:
+        """The keystore's state and, to an admin, each key's order rules (``order_rules``;
+        ``None`` for other users and from a protocol version 2 daemon)."""
+        return self._call(
+            core.STATUS_FRAME, lambda body: core.expect_status_report(core.decode(body))
+        )
+
+    def stats(self) -> p.Stats:
+        """The daemon's counters (needs an admin or the status right; protocol version 3)."""
+        core.check_version("stats", self._version)
+        return self._call(core.STATS_FRAME, lambda body: core.expect_stats(core.decode(body)))
+
+    def reload(self) -> bool:
+        """Has the daemon re-read its config file (admin; protocol version 3). ``True``: its
+        ``[daemon]`` section changed too, which applies only at the next start. An invalid
+        file raises :class:`~keyward.KeywardError` with code ``INVALID_CONFIG``; the old
+        policy stays in force."""
+        core.check_version("reload", self._version)
+        return self._call(
+            core.RELOAD_FRAME, lambda body: core.expect_reloaded(core.decode(body))
+        )
+
+    @property
+    def protocol_version(self) -> int:
+        """The protocol version agreed with the daemon: 3, or 2 with an older daemon."""
+        return self._version
+
+    @property
+    def daemon(self) -> Optional[p.WelcomeResponse]:
+        """The daemon's version (``daemon_version``, ``daemon_commit``) from its Hello;
+        ``None`` from a protocol version 2 daemon."""
+        return self._welcome
+
     def call(self, request: p.Request) -> p.Response:
         """Sends any request and returns the daemon's response as it is (an
         :class:`~keyward.protocol.ErrorResponse` is returned, not raised)."""
@@ -180,15 +215,25 @@ class Client:
             sock.close()
             raise
         self._sock = sock
-        try:
-            body = self._exchange(core.HELLO_FRAME)
-        except _NotDelivered:
-            raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
-        try:
-            self._max_frame = core.expect_hello(core.decode(body))
-        except BaseException:
-            self._drop()
-            raise
+        for version, hello in core.HELLO_FRAMES.items():
+            try:
+                body = self._exchange(hello)
+            except _NotDelivered:
+                raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
+            try:
+                agreed = core.expect_hello(core.decode(body), version)
+            except BaseException:
+                self._drop()
+                raise
+            if agreed is not None:
+                self._max_frame, self._welcome = agreed
+                self._version = version
+                return
+        self._drop()
+        raise ProtocolError(
+            "keywardd speaks none of this client's protocol versions",
+            ErrorCode.UNSUPPORTED_VERSION,
+        )
 
     def _drop(self) -> None:
         sock, self._sock = self._sock, None

@@ -17,6 +17,7 @@ __all__ = [
     "DeniedError",
     "PolicyError",
     "RateLimitedError",
+    "BatchExceedsBurstError",
     "UnknownKeyError",
     "ProtocolError",
     "UnavailableError",
@@ -46,6 +47,8 @@ class ErrorCode(enum.IntEnum):
     ALREADY_INITIALIZED = 13
     WRONG_PASSPHRASE = 14
     UNAVAILABLE = 15
+    BATCH_EXCEEDS_BURST = 16
+    INVALID_CONFIG = 17
 
 
 class KeywardError(Exception):
@@ -97,18 +100,43 @@ _RETRY_IN = re.compile(r"retry in (\d+) ms")
 class RateLimitedError(KeywardError):
     """The key's rate limit is exhausted (:attr:`ErrorCode.RATE_LIMITED`).
 
-    :attr:`retry_after` is the time to wait in seconds, as the daemon computed it from the
-    key's token bucket, or ``None`` when waiting cannot help (a batch larger than the
-    key's burst: split it).
+    :attr:`retry_after_ms` is the time to wait in milliseconds, as the daemon computed it
+    from the key's token bucket (a protocol version 3 daemon sends it as a field; from an
+    older one it is read from the message), and :attr:`retry_after` the same in seconds.
+    Both are ``None`` when waiting cannot help: :class:`BatchExceedsBurstError`. Wait that
+    long, then build the payload again with a fresh timestamp and sign it.
     """
 
     default_code = ErrorCode.RATE_LIMITED
 
+    def __init__(
+        self, message: str, code: Optional[int] = None, retry_after_ms: Optional[int] = None
+    ) -> None:
+        super().__init__(message, code)
+        if retry_after_ms is None:
+            found = _RETRY_IN.search(message)
+            retry_after_ms = int(found.group(1)) if found else None
+        #: Milliseconds to wait before the key has a token again, or ``None``.
+        self.retry_after_ms: Optional[int] = retry_after_ms
+        #: The same in seconds, or ``None``.
+        self.retry_after: Optional[float] = (
+            retry_after_ms / 1000.0 if retry_after_ms is not None else None
+        )
+
+
+class BatchExceedsBurstError(RateLimitedError):
+    """A batch holds more payloads than the key's ``burst`` (or more orders than its
+    ``orders_per_minute``) (:attr:`ErrorCode.BATCH_EXCEEDS_BURST`): it can never succeed,
+    so waiting does not help; split the batch. A subclass of :class:`RateLimitedError`
+    because older daemons answered this case with ``RATE_LIMITED``; :attr:`retry_after`
+    is ``None``."""
+
+    default_code = ErrorCode.BATCH_EXCEEDS_BURST
+
     def __init__(self, message: str, code: Optional[int] = None) -> None:
         super().__init__(message, code)
-        found = _RETRY_IN.search(message)
-        #: Seconds to wait before the key has a token again, or ``None``.
-        self.retry_after: Optional[float] = int(found.group(1)) / 1000.0 if found else None
+        self.retry_after_ms = None
+        self.retry_after = None
 
 
 class UnknownKeyError(KeywardError):
@@ -142,6 +170,7 @@ _CLASSES: Dict[int, Type[KeywardError]] = {
     ErrorCode.NOT_INITIALIZED: LockedError,
     ErrorCode.POLICY_VIOLATION: PolicyError,
     ErrorCode.RATE_LIMITED: RateLimitedError,
+    ErrorCode.BATCH_EXCEEDS_BURST: BatchExceedsBurstError,
     ErrorCode.UNAVAILABLE: UnavailableError,
 }
 

@@ -1,4 +1,4 @@
-"""The keyward wire protocol, version 1 (docs/PROTOCOL.md), without any I/O.
+"""The keyward wire protocol, version 3 (docs/PROTOCOL.md), without any I/O.
 
 A frame is a 4-byte big-endian body length followed by the body: one postcard-encoded
 ``Request`` (client to daemon) or ``Response`` (daemon to client). This module encodes and
@@ -58,6 +58,19 @@ __all__ = [
     "OkResponse",
     "ErrorResponse",
     "StatusResponse",
+    "StatsRequest",
+    "ReloadRequest",
+    "Welcome",
+    "WelcomeResponse",
+    "RateLimitedResponse",
+    "KeyOrderRules",
+    "StatusReportResponse",
+    "SignatureCount",
+    "NamedCount",
+    "Stats",
+    "StatsResponse",
+    "ReloadedResponse",
+    "MIN_PROTOCOL_VERSION",
     "encode_request",
     "encode_response",
     "decode_request",
@@ -68,7 +81,9 @@ __all__ = [
 ]
 
 #: The protocol version this module speaks, sent in ``Hello``.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
+#: The oldest version a version 3 daemon still speaks (and this client falls back to).
+MIN_PROTOCOL_VERSION = 2
 #: The daemon's default request body limit; a client assumes it until the daemon's Hello.
 DEFAULT_MAX_FRAME = 64 * 1024
 #: The largest response body a client accepts (16 MiB).
@@ -326,6 +341,16 @@ class ChangePassphraseRequest:
     new: bytes = field(repr=False)
 
 
+@dataclass(frozen=True)
+class StatsRequest:
+    """13: the daemon's counters (version 3; an admin or a monitor)."""
+
+
+@dataclass(frozen=True)
+class ReloadRequest:
+    """14: re-read the config file and put its policy in force (version 3; admin)."""
+
+
 Request = Union[
     HelloRequest,
     SignRequest,
@@ -340,6 +365,8 @@ Request = Union[
     UnlockRequest,
     LockRequest,
     ChangePassphraseRequest,
+    StatsRequest,
+    ReloadRequest,
 ]
 
 
@@ -404,6 +431,119 @@ class StatusResponse:
     status: Status
 
 
+@dataclass(frozen=True)
+class WelcomeResponse:
+    """8: the handshake answer in version 3: ``HelloResponse``'s fields and which daemon this
+    is (``daemon_commit`` as ``keywardd --version`` prints it, ``None`` if unknown)."""
+
+    version: int
+    max_frame: int
+    daemon_version: str
+    daemon_commit: Optional[str] = None
+
+
+#: What a version 3 handshake learns; the same type as its response.
+Welcome = WelcomeResponse
+
+
+@dataclass(frozen=True)
+class RateLimitedResponse:
+    """9: the key's rate limit is exhausted; the same request can succeed after
+    ``retry_after_ms`` milliseconds (version 3)."""
+
+    retry_after_ms: int
+    message: str
+
+
+@dataclass(frozen=True)
+class KeyOrderRules:
+    """The order rules in force for one key. Empty lists and ``None`` limits are no rule.
+    Limits are exact decimal strings."""
+
+    key: str
+    allow_symbols: List[str] = field(default_factory=list)
+    allow_sides: List[str] = field(default_factory=list)
+    allow_order_types: List[str] = field(default_factory=list)
+    max_quantity: Optional[str] = None
+    max_notional: Optional[str] = None
+    orders_per_minute: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class StatusReportResponse:
+    """10: the keystore's state and, for an admin only, each key's order rules (``None``
+    otherwise); version 3's answer to ``Status``."""
+
+    status: Status
+    order_rules: Optional[List[KeyOrderRules]] = None
+
+
+@dataclass(frozen=True)
+class SignatureCount:
+    """Signatures one key made with one scheme."""
+
+    key: str
+    scheme: Scheme
+    count: int
+
+
+@dataclass(frozen=True)
+class NamedCount:
+    """A counter with a name, e.g. the denials of one reason."""
+
+    name: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The daemon's counters since it started (docs/PROTOCOL.md 5.9)."""
+
+    uptime_secs: int
+    signatures: List[SignatureCount]
+    denials: List[NamedCount]
+    rate_limited: int
+    locked_refusals: int
+    audit_failures: int
+    audit_drops: int
+    connections_open: int
+    connections_accepted: int
+    connections_refused: int
+    unlocks: int
+    reloads: int
+    reload_failures: int
+
+
+#: The ``u64`` fields of :class:`Stats` after the two lists, in wire order.
+_STATS_COUNTERS = (
+    "rate_limited",
+    "locked_refusals",
+    "audit_failures",
+    "audit_drops",
+    "connections_open",
+    "connections_accepted",
+    "connections_refused",
+    "unlocks",
+    "reloads",
+    "reload_failures",
+)
+
+
+@dataclass(frozen=True)
+class StatsResponse:
+    """11: the daemon's counters."""
+
+    stats: Stats
+
+
+@dataclass(frozen=True)
+class ReloadedResponse:
+    """12: the reloaded policy is in force; ``daemon_section_changed``: the ``[daemon]``
+    section changed too and applies only at the next start."""
+
+    daemon_section_changed: bool
+
+
 Response = Union[
     HelloResponse,
     SignatureResponse,
@@ -413,6 +553,11 @@ Response = Union[
     OkResponse,
     ErrorResponse,
     StatusResponse,
+    WelcomeResponse,
+    RateLimitedResponse,
+    StatusReportResponse,
+    StatsResponse,
+    ReloadedResponse,
 ]
 
 
@@ -484,6 +629,30 @@ class _Writer:
         self.opt_string(key.api_key)
         self.opt_format(key.format)
 
+    def seq_string(self, values: Sequence[str]) -> None:
+        self.out += _varint(len(values))
+        for value in values:
+            self.string(value)
+
+    def status(self, status: Status) -> None:
+        self.out += _varint(_STATE_INDEX[KeystoreState(status.state)])
+        self.uint(status.keys, 32, "keys")
+        self.opt_uint(status.idle_lock_in, 64, "idle_lock_in")
+        self.opt_uint(status.max_unlock_in, 64, "max_unlock_in")
+        self.out += _varint(len(status.unreadable))
+        for unreadable in status.unreadable:
+            self.string(unreadable.name)
+            self.string(unreadable.reason)
+
+    def order_rules(self, rules: KeyOrderRules) -> None:
+        self.string(rules.key)
+        self.seq_string(rules.allow_symbols)
+        self.seq_string(rules.allow_sides)
+        self.seq_string(rules.allow_order_types)
+        self.opt_string(rules.max_quantity)
+        self.opt_string(rules.max_notional)
+        self.opt_uint(rules.orders_per_minute, 32, "orders_per_minute")
+
     def opt_format(self, value: Optional[PayloadFormat]) -> None:
         self.tag(value is not None)
         if value is not None:
@@ -541,6 +710,10 @@ def encode_request(request: Request) -> bytes:
         w = _Writer(12)
         w.bytes_(request.old)
         w.bytes_(request.new)
+    elif isinstance(request, StatsRequest):
+        w = _Writer(13)
+    elif isinstance(request, ReloadRequest):
+        w = _Writer(14)
     else:
         raise TypeError(f"not a request: {type(request).__name__}")
     return bytes(w.out)
@@ -576,15 +749,43 @@ def encode_response(response: Response) -> bytes:
         w.string(response.message)
     elif isinstance(response, StatusResponse):
         w = _Writer(7)
-        status = response.status
-        w.out += _varint(_STATE_INDEX[KeystoreState(status.state)])
-        w.uint(status.keys, 32, "keys")
-        w.opt_uint(status.idle_lock_in, 64, "idle_lock_in")
-        w.opt_uint(status.max_unlock_in, 64, "max_unlock_in")
-        w.out += _varint(len(status.unreadable))
-        for unreadable in status.unreadable:
-            w.string(unreadable.name)
-            w.string(unreadable.reason)
+        w.status(response.status)
+    elif isinstance(response, WelcomeResponse):
+        w = _Writer(8)
+        w.uint(response.version, 32, "version")
+        w.uint(response.max_frame, 32, "max_frame")
+        w.string(response.daemon_version)
+        w.opt_string(response.daemon_commit)
+    elif isinstance(response, RateLimitedResponse):
+        w = _Writer(9)
+        w.uint(response.retry_after_ms, 64, "retry_after_ms")
+        w.string(response.message)
+    elif isinstance(response, StatusReportResponse):
+        w = _Writer(10)
+        w.status(response.status)
+        w.tag(response.order_rules is not None)
+        if response.order_rules is not None:
+            w.out += _varint(len(response.order_rules))
+            for rules in response.order_rules:
+                w.order_rules(rules)
+    elif isinstance(response, StatsResponse):
+        w = _Writer(11)
+        stats = response.stats
+        w.uint(stats.uptime_secs, 64, "uptime_secs")
+        w.out += _varint(len(stats.signatures))
+        for count in stats.signatures:
+            w.string(count.key)
+            w.out += _varint(_SCHEME_INDEX[Scheme(count.scheme)])
+            w.uint(count.count, 64, "count")
+        w.out += _varint(len(stats.denials))
+        for named in stats.denials:
+            w.string(named.name)
+            w.uint(named.count, 64, "count")
+        for name in _STATS_COUNTERS:
+            w.uint(getattr(stats, name), 64, name)
+    elif isinstance(response, ReloadedResponse):
+        w = _Writer(12)
+        w.tag(bool(response.daemon_section_changed))
     else:
         raise TypeError(f"not a response: {type(response).__name__}")
     return bytes(w.out)
@@ -716,6 +917,37 @@ class _Reader:
             format=self.opt_format(),
         )
 
+    def bool_(self) -> bool:
+        if self.pos >= len(self.buf):
+            raise DecodeError("message ends before a bool")
+        byte = self.buf[self.pos]
+        self.pos += 1
+        if byte > 1:
+            raise DecodeError(f"bool {byte:#04x} is neither 00 nor 01")
+        return byte == 1
+
+    def seq_string(self) -> List[str]:
+        return [self.string() for _ in range(self.length())]
+
+    def status(self) -> Status:
+        state = _STATES[self.index(_STATES, "keystore state")]
+        keys = self.uint(32)
+        idle = self.uint(64) if self.present() else None
+        max_unlock = self.uint(64) if self.present() else None
+        unreadable = [UnreadableKey(self.string(), self.string()) for _ in range(self.length())]
+        return Status(state, keys, idle, max_unlock, unreadable)
+
+    def order_rules(self) -> KeyOrderRules:
+        return KeyOrderRules(
+            key=self.string(),
+            allow_symbols=self.seq_string(),
+            allow_sides=self.seq_string(),
+            allow_order_types=self.seq_string(),
+            max_quantity=self.opt_string(),
+            max_notional=self.opt_string(),
+            orders_per_minute=self.uint(32) if self.present() else None,
+        )
+
     def opt_format(self) -> Optional[PayloadFormat]:
         return _FORMATS[self.index(_FORMATS, "payload format")] if self.present() else None
 
@@ -765,6 +997,8 @@ _REQUESTS: Tuple[Callable[[_Reader], Request], ...] = (
     lambda r: UnlockRequest(r.bytes_()),
     lambda r: LockRequest(),
     lambda r: ChangePassphraseRequest(r.bytes_(), r.bytes_()),
+    lambda r: StatsRequest(),
+    lambda r: ReloadRequest(),
 )
 
 
@@ -779,12 +1013,25 @@ def _resp_error(r: _Reader) -> Response:
 
 
 def _resp_status(r: _Reader) -> Response:
-    state = _STATES[r.index(_STATES, "keystore state")]
-    keys = r.uint(32)
-    idle = r.uint(64) if r.present() else None
-    max_unlock = r.uint(64) if r.present() else None
-    unreadable = [UnreadableKey(r.string(), r.string()) for _ in range(r.length())]
-    return StatusResponse(Status(state, keys, idle, max_unlock, unreadable))
+    return StatusResponse(r.status())
+
+
+def _resp_welcome(r: _Reader) -> Response:
+    return WelcomeResponse(r.uint(32), r.uint(32), r.string(), r.opt_string())
+
+
+def _resp_status_report(r: _Reader) -> Response:
+    status = r.status()
+    rules = [r.order_rules() for _ in range(r.length())] if r.present() else None
+    return StatusReportResponse(status, rules)
+
+
+def _resp_stats(r: _Reader) -> Response:
+    uptime = r.uint(64)
+    signatures = [SignatureCount(r.string(), r.scheme(), r.uint(64)) for _ in range(r.length())]
+    denials = [NamedCount(r.string(), r.uint(64)) for _ in range(r.length())]
+    counters = {name: r.uint(64) for name in _STATS_COUNTERS}
+    return StatsResponse(Stats(uptime, signatures, denials, **counters))
 
 
 def _error_code(code: int) -> int:
@@ -803,6 +1050,11 @@ _RESPONSES: Tuple[Callable[[_Reader], Response], ...] = (
     lambda r: OkResponse(),
     _resp_error,
     _resp_status,
+    _resp_welcome,
+    lambda r: RateLimitedResponse(r.uint(64), r.string()),
+    _resp_status_report,
+    _resp_stats,
+    lambda r: ReloadedResponse(r.bool_()),
 )
 
 

@@ -16,6 +16,7 @@ mod audit;
 mod audit_ops;
 mod config;
 mod formats;
+mod monitoring;
 mod orders;
 mod payload;
 mod rate_limit;
@@ -263,6 +264,7 @@ fn connect_as(user: User, daemon: &Daemon) -> Result<Bridged, Error> {
 fn daemon_error(err: &Error) -> (ErrorCode, &str) {
     match err {
         Error::Daemon { code, message } => (*code, message.as_str()),
+        Error::RateLimited { message, .. } => (ErrorCode::RateLimited, message.as_str()),
         other => panic!("expected an error from the daemon, got {other:?}"),
     }
 }

@@ -33,8 +33,18 @@ fn a_burst_beyond_the_bucket_is_rate_limited_until_it_refills() {
     for _ in 0..3 {
         client.sign("limited", payload).unwrap();
     }
-    let message = refused_with(client.sign("limited", payload), ErrorCode::RateLimited);
+    let refused = client.sign("limited", payload).unwrap_err();
     let refused_at = Instant::now();
+    // Protocol version 3 carries the wait as a field; the message says the same.
+    let field = refused
+        .retry_after()
+        .expect("a rate limit says how long to wait");
+    let message = refused_with(Err::<(), _>(refused), ErrorCode::RateLimited);
+    assert_eq!(
+        u128::from(retry_ms(&message)),
+        field.as_millis(),
+        "{message}"
+    );
     assert!(
         burst_started.elapsed() < Duration::from_millis(150),
         "four signatures took {:?}: too slow to test a 5/s bucket",
@@ -55,11 +65,12 @@ fn a_burst_beyond_the_bucket_is_rate_limited_until_it_refills() {
     for _ in 0..20 {
         client.sign("open", payload).unwrap();
     }
-    // A batch larger than the burst could never pass: it says so instead of "retry".
+    // A batch larger than the burst could never pass: its own code, and no "retry".
     let message = refused_with(
         client.sign_batch("limited", &[&payload[..]; 4]),
-        ErrorCode::RateLimited,
+        ErrorCode::BatchExceedsBurst,
     );
+    assert!(!message.contains("retry"), "{message}");
     assert!(
         message.contains("exceeds key \"limited\"'s burst of 3"),
         "{message}"
