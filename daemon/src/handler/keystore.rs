@@ -42,6 +42,15 @@ pub(super) fn status(daemon: &Daemon, policy: &Policy, peer: &Peer, version: u32
 /// Reload over the socket: the same reload as SIGHUP's, with its outcome as the answer.
 pub(super) fn reload(daemon: &Daemon) -> Result<Response, Failure> {
     match crate::reload::reload(daemon, "reload request") {
+        // The policy is in force, but the audit log still goes to the file open before (a
+        // rotation that half-worked): the reload did not do all it was asked, so it fails.
+        Ok(crate::reload::Reloaded {
+            audit_reopen_error: Some(audit),
+            ..
+        }) => Err(Failure::new(
+            ErrorCode::Unavailable,
+            format!("the new policy is in force, but {audit}"),
+        )),
         Ok(reloaded) => Ok(Response::Reloaded {
             daemon_section_changed: reloaded.daemon_section_changed,
         }),

@@ -54,6 +54,38 @@ fn sighup_reopens_the_audit_log_that_logrotate_moved_away() {
     );
 }
 
+/// `keyward reload` (what `systemctl reload` runs) reopens the audit log too, and fails,
+/// saying so, when it cannot: the new policy is in force but the records still go to the old
+/// file, and an operator rotating logs must be told rather than see a reload that "worked".
+#[test]
+fn keyward_reload_reopens_the_audit_log_and_fails_when_it_cannot() {
+    let config = ConfigFile::new("");
+    let logs = config.dir().join("logs");
+    fs::create_dir(&logs).unwrap();
+    let audit_path = logs.join("audit.jsonl");
+    config.set(&format!(
+        "[daemon]\naudit_log = \"{}\"\n",
+        audit_path.display()
+    ));
+    let daemon = start(&config);
+    let mut client = daemon.client();
+    client.generate("ed", KeyKind::Ed25519, None, None).unwrap();
+    let rotated = config.dir().join("audit.jsonl.1");
+    fs::rename(&audit_path, &rotated).unwrap();
+    daemon.keyward(["reload"]).success();
+    client.sign("ed", b"after=1").unwrap();
+    audit_log(&audit_path, 1);
+    // The directory is gone: the path cannot be reopened.
+    fs::rename(&audit_path, config.dir().join("audit.jsonl.2")).unwrap();
+    fs::remove_dir(&logs).unwrap();
+    let out = daemon.keyward(["reload"]);
+    assert_ne!(out.code, Some(0), "{out:#?}");
+    assert!(
+        out.stderr.contains("new policy is in force") && out.stderr.contains("audit log"),
+        "{out:#?}"
+    );
+}
+
 /// The shipped logrotate snippet, run by logrotate itself on a running daemon's audit log:
 /// the file is renamed, the daemon reopens its path, nothing is lost. Only the path, the
 /// `su` line (the test's files are root's) and the signal's target are changed.

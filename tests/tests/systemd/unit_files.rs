@@ -2,6 +2,7 @@
 //! temporary root, the example config, and the memlock limit the unit grants.
 
 use super::*;
+use keyward_tests::Daemon;
 
 /// The "Overall exposure level" figure `systemd-analyze security` printed.
 fn exposure(out: &Output) -> f64 {
@@ -119,10 +120,12 @@ fn service_sandbox_keeps_what_peer_credentials_need() {
 }
 
 /// `systemctl reload` runs the unit's `ExecReload=` lines in order and fails at the first that
-/// fails (issue 19 §1): the config is checked before the daemon is signalled, so a broken file
-/// fails the reload, and a good one reaches the daemon.
+/// fails (issue 19 §1): the config is checked before the daemon is asked, so a broken file
+/// fails the reload; a good one reaches the running daemon, which answers only once the new
+/// policy is in force; and a file broken after the check fails the reload too, from the
+/// daemon's own answer.
 #[test]
-fn exec_reload_checks_the_config_before_it_signals_the_daemon() {
+fn exec_reload_checks_the_config_then_waits_for_the_daemons_reload() {
     let text = fs::read_to_string(unit("keywardd.service")).unwrap();
     let lines: Vec<&str> = text
         .lines()
@@ -134,47 +137,68 @@ fn exec_reload_checks_the_config_before_it_signals_the_daemon() {
         .and_then(|exec| exec.split("--config ").nth(1))
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap();
+    let socket_in_unit = "/run/keyward/keyward.sock";
     assert_eq!(
-        lines.first().copied(),
-        Some(format!("/usr/local/bin/keywardd --check-config {config_in_exec_start}").as_str()),
-        "the first ExecReload= must check the file ExecStart= reads"
+        lines,
+        [
+            format!("/usr/local/bin/keywardd --check-config {config_in_exec_start}").as_str(),
+            format!("/usr/local/bin/keyward --socket {socket_in_unit} reload").as_str(),
+        ],
+        "ExecReload= must check the file ExecStart= reads, then ask the daemon on its socket"
     );
-    assert!(lines.len() >= 2, "nothing signals the daemon: {lines:?}");
 
     let tmp = temp_dir();
     let config = tmp.path().join("keywardd.toml");
-    let marker = tmp.path().join("signalled");
+    fs::write(&config, "[keys.a]\nallow_uids = [0]\n").unwrap();
+    let daemon = Daemon::start(&["--config", config.to_str().unwrap()]);
     // Runs the lines as systemd does (in order, the first failure fails the reload), with the
-    // built keywardd, a config in the temp dir, and the signal replaced by a marker file.
-    let reload = || -> bool {
-        for line in &lines {
+    // built binaries, the config in the temp dir and the test daemon's socket. Returns the
+    // failing line's stderr.
+    let reload = |lines: &[&str]| -> Result<(), String> {
+        for line in lines {
             let line = line
                 .replace("/usr/local/bin/keywardd", keywardd_bin().to_str().unwrap())
-                .replace(config_in_exec_start, config.to_str().unwrap());
+                .replace("/usr/local/bin/keyward", keyward_bin().to_str().unwrap())
+                .replace(config_in_exec_start, config.to_str().unwrap())
+                .replace(socket_in_unit, daemon.socket().to_str().unwrap());
             let mut words = line.split_whitespace();
             let program = words.next().unwrap();
             let args: Vec<&str> = words.collect();
-            if program == "/bin/kill" {
-                fs::write(&marker, "").unwrap();
-                continue;
-            }
             let out = run(Command::new(program).args(&args), None);
             if out.code != Some(0) {
-                assert!(out.error_line(1).contains("keywardd.toml"), "{out:#?}");
-                return false;
+                return Err(out.stderr.trim().to_owned());
             }
         }
-        true
+        Ok(())
     };
+    let reloads = || stats_reloads(&daemon);
     fs::write(&config, "[keys.a]\nallow_uids = [\"no-such-user-kw\"]\n").unwrap();
-    assert!(!reload(), "a broken config reloaded");
-    assert!(
-        !marker.exists(),
-        "the daemon was signalled with a broken config"
+    let err = reload(&lines).unwrap_err();
+    assert!(err.contains("keywardd.toml"), "{err}");
+    assert_eq!(
+        reloads(),
+        (0, 0),
+        "the daemon was asked with a broken config"
     );
-    fs::write(&config, "[keys.a]\nallow_uids = [0]\n").unwrap();
-    assert!(reload());
-    assert!(marker.exists(), "a good config did not reach the daemon");
+    fs::write(&config, "[keys.a]\nallow_uids = [0, 1]\n").unwrap();
+    reload(&lines).unwrap();
+    assert_eq!(reloads(), (1, 0), "a good config did not reach the daemon");
+    // Broken between the check and the daemon's reload: the daemon's answer fails it.
+    fs::write(&config, "[keys.a]\nallow_uids = [\"no-such-user-kw\"]\n").unwrap();
+    let err = reload(&lines[1..]).unwrap_err();
+    assert!(err.contains("keywardd.toml"), "{err}");
+    assert_eq!(reloads(), (1, 1));
+}
+
+/// The daemon's (reloads, reload failures) counters, from `keyward stats`.
+fn stats_reloads(daemon: &Daemon) -> (u64, u64) {
+    let out = daemon.keyward(["stats"]);
+    out.success();
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        stats["reloads"].as_u64().unwrap(),
+        stats["reload_failures"].as_u64().unwrap(),
+    )
 }
 
 /// A temporary root with the host's systemd units (for sysinit.target and friends), the
