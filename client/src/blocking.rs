@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keyward_protocol::frame::HEADER_LEN;
@@ -11,7 +11,7 @@ use keyward_protocol::{
     Stats, Status, StatusReport, Welcome,
 };
 
-use crate::{DEFAULT_TIMEOUT, Error, Signature, ops, socket_path_from_env, trust};
+use crate::{DEFAULT_TIMEOUT, Error, Signature, idle, ops, socket_path_from_env, trust};
 
 /// A blocking connection to `keywardd`.
 ///
@@ -21,9 +21,30 @@ use crate::{DEFAULT_TIMEOUT, Error, Signature, ops, socket_path_from_env, trust}
 /// daemon closing) every further call returns [`Error::Disconnected`] instead of reading a
 /// stale answer; connect again. Failures reported by the daemon ([`Error::Daemon`]) and a
 /// request refused locally as [`Error::TooLarge`] leave the connection usable.
+///
+/// # Idle connections
+///
+/// The daemon closes a connection that goes `idle_timeout_secs` (default 600) without a
+/// request, and a restarted daemon has closed every connection of the old one. Before each
+/// request the client looks, without waiting, whether the daemon has closed the connection
+/// or sent anything unasked (which it does only when closing). If so, a client made with
+/// [`Client::connect`] or [`Client::from_env`] opens a new connection to the same path (the
+/// same trust check, the same timeout, a new handshake) and sends the request there, once;
+/// nothing of the request had been sent on the old one. If that fails, the call returns
+/// the failure (e.g. [`Error::Connect`] while the daemon restarts) and the next call tries
+/// again. A client made with [`Client::from_stream`] has no path to reconnect to: it returns
+/// [`Error::Disconnected`] instead.
+///
+/// A request that may have reached the daemon is never sent again: a connection that fails
+/// after the request was written is broken as described above.
 #[derive(Debug)]
 pub struct Client {
     stream: UnixStream,
+    /// Where [`Client::connect`] connected, to reconnect an idle connection the daemon
+    /// closed; `None` for [`Client::from_stream`].
+    path: Option<PathBuf>,
+    /// The read and write timeout to set on a new connection.
+    timeout: Option<Duration>,
     /// The daemon's request size limit, from its Hello.
     max_frame: u32,
     /// The protocol version agreed by the handshake.
@@ -43,18 +64,28 @@ impl Client {
     /// Each read and write on the connection is bounded by [`DEFAULT_TIMEOUT`] (5 s, as the
     /// Python client), so a bot never waits forever on a daemon that is stuck or backlogged;
     /// [`Client::set_timeout`] changes it (`None`: wait forever).
+    ///
+    /// The client remembers `path`: when the daemon has closed the connection while it sat
+    /// idle, the next call reconnects (see [`Client`]).
     pub fn connect(path: impl AsRef<Path>) -> Result<Client, Error> {
-        let path = path.as_ref();
+        Client::open(path.as_ref(), Some(DEFAULT_TIMEOUT))
+    }
+
+    /// Connects to `path`, checks its server, sets `timeout` and performs the handshake.
+    fn open(path: &Path, timeout: Option<Duration>) -> Result<Client, Error> {
         let stream = UnixStream::connect(path).map_err(|source| Error::Connect {
             path: path.to_path_buf(),
             source,
         })?;
         trust::check_server(&stream, path)?;
         stream
-            .set_read_timeout(Some(DEFAULT_TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(DEFAULT_TIMEOUT)))
+            .set_read_timeout(timeout)
+            .and_then(|()| stream.set_write_timeout(timeout))
             .map_err(Error::Io)?;
-        Client::from_stream(stream)
+        let mut client = Client::from_stream(stream)?;
+        client.path = Some(path.to_path_buf());
+        client.timeout = timeout;
+        Ok(client)
     }
 
     /// Connects to the socket named by `$KEYWARD_SOCK`, or to
@@ -66,20 +97,24 @@ impl Client {
     /// Performs the handshake on an already connected stream (for example one with
     /// timeouts set, or one half of a socket pair). The server is not checked: the caller
     /// vouches for it (use [`Client::connect`] for a path). The stream's timeouts are left
-    /// as they are.
+    /// as they are. Such a client cannot reconnect: once the daemon has closed the
+    /// connection, calls return [`Error::Disconnected`].
     ///
     /// The client offers protocol version 3 and, if the daemon does not speak it, version 2
     /// on the same connection; [`Client::protocol_version`] says which was agreed.
     pub fn from_stream(stream: UnixStream) -> Result<Client, Error> {
+        let timeout = stream.read_timeout().map_err(Error::Io)?;
         let mut client = Client {
             stream,
+            path: None,
+            timeout,
             max_frame: DEFAULT_MAX_FRAME,
             version: keyward_protocol::MIN_PROTOCOL_VERSION,
             welcome: None,
             broken: false,
         };
         for version in ops::versions() {
-            let response = client.call(&ops::hello(version))?;
+            let response = client.exchange(&ops::hello(version))?;
             if let Some(agreed) = ops::expect_hello(response, version)? {
                 client.max_frame = agreed.max_frame;
                 client.version = agreed.version;
@@ -118,9 +153,12 @@ impl Client {
     /// [`Error::Io`] and breaks the connection, since the late answer would otherwise be
     /// taken for the next call's. Admin calls that do slow work in the daemon (unlock's key
     /// derivation, generating an RSA key) may need a longer one.
+    /// A connection reopened after an idle close gets the same timeout.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
         self.stream.set_read_timeout(timeout).map_err(Error::Io)?;
-        self.stream.set_write_timeout(timeout).map_err(Error::Io)
+        self.stream.set_write_timeout(timeout).map_err(Error::Io)?;
+        self.timeout = timeout;
+        Ok(())
     }
 
     /// Signs `payload` with the key named `key`.
@@ -243,11 +281,34 @@ impl Client {
     ///
     /// A [`Response::Error`] is returned as `Ok`; the typed methods turn it into
     /// [`Error::Daemon`]. A request above the daemon's `max_frame` fails with
-    /// [`Error::TooLarge`] before anything is written.
+    /// [`Error::TooLarge`] before anything is written. A connection the daemon closed while
+    /// it sat idle is reopened first (see [`Client`]).
     pub fn call(&mut self, request: &Request) -> Result<Response, Error> {
         if self.broken {
             return Err(Error::Disconnected);
         }
+        if idle::closed_by_daemon(&self.stream) {
+            self.reconnect()?;
+        }
+        self.exchange(request)
+    }
+
+    /// Replaces a connection the daemon closed, on which nothing is in flight, with a new
+    /// one to the same path. On failure the old connection stays, still closed, so the next
+    /// call tries again; without a path the client is broken.
+    fn reconnect(&mut self) -> Result<(), Error> {
+        let Some(path) = self.path.as_deref() else {
+            self.broken = true;
+            return Err(Error::Disconnected);
+        };
+        // Whatever the daemon said on closing (its idle notice) goes with the old stream.
+        let fresh = Client::open(path, self.timeout)?;
+        *self = fresh;
+        Ok(())
+    }
+
+    // Writes one request on the current connection and reads its answer.
+    fn exchange(&mut self, request: &Request) -> Result<Response, Error> {
         ops::check_version(request, self.version)?;
         let frame = ops::encode(request, self.max_frame)?;
         // Cleared only once a whole response has been read: any early return leaves the

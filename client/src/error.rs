@@ -80,7 +80,9 @@ pub enum Error {
     },
     /// The daemon closed the connection before answering, or an earlier failure on this
     /// connection (I/O error, timeout, malformed response, cancelled call) left it without a
-    /// known frame boundary. Connect again.
+    /// known frame boundary. Connect again. (A connection the daemon closed between
+    /// requests, idle or restarting, is reopened by a client made with a path instead; only
+    /// one made with `from_stream` reports it as this.)
     Disconnected,
     /// An exchange helper needs the key's API key id, none was passed, and the key has none
     /// stored (give one with `keyward import --api-key` or `generate --api-key`).

@@ -51,6 +51,7 @@ pub mod binance;
 mod blocking;
 mod error;
 pub mod exchanges;
+mod idle;
 #[cfg(feature = "tokio")]
 mod nonblocking;
 mod ops;

@@ -1,6 +1,6 @@
 //! The async client, on tokio (feature `tokio`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keyward_protocol::frame::HEADER_LEN;
@@ -11,7 +11,7 @@ use keyward_protocol::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use crate::{DEFAULT_TIMEOUT, Error, Signature, ops, socket_path_from_env, trust};
+use crate::{DEFAULT_TIMEOUT, Error, Signature, idle, ops, socket_path_from_env, trust};
 
 /// An async connection to `keywardd` on tokio's `UnixStream`; the same calls as
 /// [`Client`](crate::Client).
@@ -22,9 +22,19 @@ use crate::{DEFAULT_TIMEOUT, Error, Signature, ops, socket_path_from_env, trust}
 /// [`Error::Disconnected`] instead of reading the abandoned call's answer. The same holds
 /// after an I/O error or a malformed response. Daemon errors and a locally refused
 /// [`Error::TooLarge`] leave it usable.
+///
+/// A connection the daemon closed while it sat idle (`idle_timeout_secs`, or a restart) is
+/// reopened before the next request, as by [`Client`](crate::Client#idle-connections): a
+/// client made with [`AsyncClient::connect`] or [`AsyncClient::from_env`] reconnects to the
+/// same path (the same trust check, a new handshake, all within the call's timeout) and
+/// sends the request there, once; one made with [`AsyncClient::from_stream`] returns
+/// [`Error::Disconnected`]. A request that may have reached the daemon is never resent.
 #[derive(Debug)]
 pub struct AsyncClient {
     stream: UnixStream,
+    /// Where [`AsyncClient::connect`] connected, to reconnect an idle connection the daemon
+    /// closed; `None` for [`AsyncClient::from_stream`].
+    path: Option<PathBuf>,
     /// The daemon's request size limit, from its Hello.
     max_frame: u32,
     /// The protocol version agreed by the handshake.
@@ -41,9 +51,15 @@ pub struct AsyncClient {
 impl AsyncClient {
     /// Connects to the daemon's socket at `path`, checks that its server may be trusted
     /// before sending a byte (the rule of [`Client::connect`](crate::Client::connect)), and
-    /// performs the protocol handshake.
+    /// performs the protocol handshake. The client remembers `path`, to reconnect when the
+    /// daemon has closed an idle connection (see [`AsyncClient`]).
     pub async fn connect(path: impl AsRef<Path>) -> Result<AsyncClient, Error> {
-        let path = path.as_ref();
+        AsyncClient::open(path.as_ref(), Some(DEFAULT_TIMEOUT)).await
+    }
+
+    /// Connects to `path`, checks its server and performs the handshake, bounded by
+    /// `timeout` as every call of the new client is.
+    async fn open(path: &Path, timeout: Option<Duration>) -> Result<AsyncClient, Error> {
         let stream = UnixStream::connect(path)
             .await
             .map_err(|source| Error::Connect {
@@ -51,7 +67,9 @@ impl AsyncClient {
                 source,
             })?;
         trust::check_server(&stream, path)?;
-        AsyncClient::from_stream(stream).await
+        let mut client = AsyncClient::handshake(stream, timeout).await?;
+        client.path = Some(path.to_path_buf());
+        Ok(client)
     }
 
     /// Connects to the socket named by `$KEYWARD_SOCK`, or to
@@ -64,18 +82,28 @@ impl AsyncClient {
     /// the caller vouches for it. Versions are negotiated as by
     /// [`Client::from_stream`](crate::Client::from_stream). Each call, the handshake
     /// included, is bounded by [`DEFAULT_TIMEOUT`] (5 s, as the Python client);
-    /// [`AsyncClient::set_timeout`] changes it.
+    /// [`AsyncClient::set_timeout`] changes it. Such a client cannot reconnect: once the
+    /// daemon has closed the connection, calls return [`Error::Disconnected`].
     pub async fn from_stream(stream: UnixStream) -> Result<AsyncClient, Error> {
+        AsyncClient::handshake(stream, Some(DEFAULT_TIMEOUT)).await
+    }
+
+    /// Performs the handshake on `stream`, bounded by `timeout`, which then bounds each call.
+    async fn handshake(
+        stream: UnixStream,
+        timeout: Option<Duration>,
+    ) -> Result<AsyncClient, Error> {
         let mut client = AsyncClient {
             stream,
+            path: None,
             max_frame: DEFAULT_MAX_FRAME,
             version: keyward_protocol::MIN_PROTOCOL_VERSION,
             welcome: None,
-            timeout: Some(DEFAULT_TIMEOUT),
+            timeout,
             broken: false,
         };
         for version in ops::versions() {
-            let response = client.call(&ops::hello(version)).await?;
+            let response = bounded(timeout, client.exchange(&ops::hello(version))).await?;
             if let Some(agreed) = ops::expect_hello(response, version)? {
                 client.max_frame = agreed.max_frame;
                 client.version = agreed.version;
@@ -240,22 +268,40 @@ impl AsyncClient {
     }
 
     /// Sends one request and reads its response, whatever they are; see
-    /// [`Client::call`](crate::Client::call).
+    /// [`Client::call`](crate::Client::call). A connection the daemon closed while it sat
+    /// idle is reopened first (see [`AsyncClient`]); the call's timeout bounds both.
     pub async fn call(&mut self, request: &Request) -> Result<Response, Error> {
-        match self.timeout {
-            None => self.call_unbounded(request).await,
-            Some(limit) => match tokio::time::timeout(limit, self.call_unbounded(request)).await {
-                Ok(result) => result,
-                // The dropped call left `broken` set: the answer may still come.
-                Err(_elapsed) => Err(Error::Io(std::io::ErrorKind::TimedOut.into())),
-            },
-        }
+        let timeout = self.timeout;
+        bounded(timeout, self.call_unbounded(request)).await
     }
 
     async fn call_unbounded(&mut self, request: &Request) -> Result<Response, Error> {
         if self.broken {
             return Err(Error::Disconnected);
         }
+        if idle::closed_by_daemon(&self.stream) {
+            self.reconnect().await?;
+        }
+        self.exchange(request).await
+    }
+
+    /// Replaces a connection the daemon closed, on which nothing is in flight, with a new
+    /// one to the same path. On failure (or if the call is dropped meanwhile) the old
+    /// connection stays, still closed, so the next call tries again; without a path the
+    /// client is broken.
+    async fn reconnect(&mut self) -> Result<(), Error> {
+        let Some(path) = self.path.as_deref() else {
+            self.broken = true;
+            return Err(Error::Disconnected);
+        };
+        // Whatever the daemon said on closing (its idle notice) goes with the old stream.
+        let fresh = AsyncClient::open(path, self.timeout).await?;
+        *self = fresh;
+        Ok(())
+    }
+
+    // Writes one request on the current connection and reads its answer.
+    async fn exchange(&mut self, request: &Request) -> Result<Response, Error> {
         ops::check_version(request, self.version)?;
         let frame = ops::encode(request, self.max_frame)?;
         // Cleared only once a whole response has been read: an early return or a dropped
@@ -287,5 +333,21 @@ impl AsyncClient {
             .await
             .map_err(ops::read_error)?;
         ops::decode(&body)
+    }
+}
+
+/// Runs `call` within `timeout`, if any. On timeout the call's future is dropped, leaving
+/// its connection marked broken if a request was in flight.
+async fn bounded<T>(
+    timeout: Option<Duration>,
+    call: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match timeout {
+        None => call.await,
+        Some(limit) => match tokio::time::timeout(limit, call).await {
+            Ok(result) => result,
+            // The dropped call left `broken` set: the answer may still come.
+            Err(_elapsed) => Err(Error::Io(std::io::ErrorKind::TimedOut.into())),
+        },
     }
 }

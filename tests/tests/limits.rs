@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use keyward_client::{ErrorCode, KeyKind, Request, Response};
+use keyward_client::{Client, Error, ErrorCode, KeyKind, Request, Response};
 use keyward_tests::hostile::{Holder, keyward_as};
 use keyward_tests::raw::{RawConn, Reply, payload_for_frame_body};
 use keyward_tests::{Daemon, is_root};
@@ -113,15 +113,125 @@ fn a_connection_idle_between_requests_is_closed_after_idle_timeout_with_a_reason
         took >= Duration::from_millis(2500) && took < Duration::from_millis(4500),
         "closed after {took:?}"
     );
-    // The Rust client reports the reason on its next call.
+}
+
+/// A daemon that closes connections idle for a second, with an Ed25519 key "k".
+fn idle_daemon() -> (Daemon, tempfile::TempDir) {
+    let (daemon, config) = daemon_with("[daemon]\nidle_timeout_secs = 1\n");
+    daemon
+        .client()
+        .generate("k", KeyKind::Ed25519, None, None)
+        .unwrap();
+    (daemon, config)
+}
+
+/// Past the daemon's idle timeout (1 s), with a margin.
+const PAST_IDLE: Duration = Duration::from_millis(1600);
+
+#[track_caller]
+fn assert_closed_for_idleness(daemon: &Daemon, closes: usize) {
+    let log = daemon.log();
+    let seen = log.matches("(idle_timeout_secs)").count();
+    assert!(
+        seen >= closes,
+        "the daemon closed {seen} idle connections, expected {closes}:\n{log}"
+    );
+}
+
+#[test]
+fn a_client_that_sat_past_the_idle_timeout_reconnects_and_signs() {
+    // A bot that trades every 15 minutes holds one client; the daemon closed its connection
+    // in between. The old client raised the daemon's idle notice on the next order.
+    let (daemon, _config) = idle_daemon();
+    let mut client = daemon.client();
+    client.sign("k", PAYLOAD).unwrap();
+    for round in 1..=2 {
+        sleep(PAST_IDLE);
+        assert_closed_for_idleness(&daemon, round);
+        let signature = client.sign("k", PAYLOAD).unwrap();
+        assert_eq!(signature.as_bytes().len(), 64);
+        assert!(!client.is_broken());
+    }
+    // A timeout set on the client is kept on the reopened connection.
+    client.set_timeout(Some(Duration::from_secs(7))).unwrap();
+    sleep(PAST_IDLE);
+    client.list().unwrap();
+}
+
+#[test]
+fn an_async_client_that_sat_past_the_idle_timeout_reconnects_and_signs() {
+    let (daemon, _config) = idle_daemon();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = keyward_client::AsyncClient::connect(daemon.socket())
+            .await
+            .unwrap();
+        client.sign("k", PAYLOAD).await.unwrap();
+        for round in 1..=2 {
+            tokio::time::sleep(PAST_IDLE).await;
+            assert_closed_for_idleness(&daemon, round);
+            let signature = client.sign("k", PAYLOAD).await.unwrap();
+            assert_eq!(signature.as_bytes().len(), 64);
+            assert!(!client.is_broken());
+        }
+    });
+}
+
+#[test]
+fn a_client_made_from_a_stream_cannot_reconnect_and_reports_disconnected() {
+    let (daemon, _config) = idle_daemon();
+    let stream = std::os::unix::net::UnixStream::connect(daemon.socket()).unwrap();
+    let mut client = Client::from_stream(stream).unwrap();
+    client.list().unwrap();
+    sleep(PAST_IDLE);
+    assert!(matches!(
+        client.sign("k", PAYLOAD).unwrap_err(),
+        Error::Disconnected
+    ));
+    assert!(client.is_broken());
+    assert!(matches!(client.list().unwrap_err(), Error::Disconnected));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let stream = tokio::net::UnixStream::connect(daemon.socket())
+            .await
+            .unwrap();
+        let mut client = keyward_client::AsyncClient::from_stream(stream)
+            .await
+            .unwrap();
+        client.list().await.unwrap();
+        tokio::time::sleep(PAST_IDLE).await;
+        assert!(matches!(
+            client.sign("k", PAYLOAD).await.unwrap_err(),
+            Error::Disconnected
+        ));
+        assert!(client.is_broken());
+    });
+}
+
+#[test]
+fn a_client_whose_daemon_restarted_reconnects_and_one_that_cannot_says_why() {
+    let (mut daemon, config) = idle_daemon();
     let mut client = daemon.client();
     client.list().unwrap();
-    sleep(Duration::from_millis(3500));
-    let err = client.list().unwrap_err();
-    assert!(
-        err.to_string().contains("idle_timeout_secs") || err.code().is_none(),
-        "{err}"
-    );
+    let socket = daemon.socket().to_owned();
+    daemon.stop();
+    // The daemon is gone: the call fails to reconnect, with the reason, and sends nothing.
+    assert!(matches!(
+        client.list().unwrap_err(),
+        Error::Connect { ref path, .. } if *path == socket
+    ));
+    // A new daemon on the same socket: the same client carries on.
+    let config_path = config.path().join("keywardd.toml");
+    let _again = Daemon::start_on(&socket, &["--config", config_path.to_str().unwrap()]);
+    client.list().unwrap();
+    assert!(!client.is_broken());
 }
 
 #[test]
