@@ -125,6 +125,23 @@ def test_a_daemon_restarted_under_a_live_async_client(make_daemon):
     key.verify(run(sign()), ORDER.encode())
 
 
+def test_an_async_client_that_sat_past_the_idle_timeout_reconnects_and_signs(make_daemon):
+    """The daemon closes a connection idle past idle_timeout_secs; the client's next call
+    used to raise its notice instead of signing."""
+    daemon = make_daemon(config="[daemon]\nidle_timeout_secs = 1\n")
+    key = install(daemon, ed25519_key())
+
+    async def main():
+        async with keyward.AsyncClient(daemon.socket) as client:
+            key.verify(await client.sign(key.name, ORDER), ORDER.encode())
+            for round in (1, 2):
+                await asyncio.sleep(1.6)
+                assert daemon.log().count("(idle_timeout_secs)") >= round, daemon.log()
+                key.verify(await client.sign(key.name, ORDER), ORDER.encode())
+
+    run(main())
+
+
 def test_a_cancelled_call_breaks_the_connection_and_is_not_resent(tmp_path):
     import threading
 

@@ -310,7 +310,7 @@ def test_a_daemon_restarted_under_a_live_client(make_daemon):
     key.verify(client.sign(key.name, ORDER), ORDER.encode())
 
     # Restarted while the client sat idle on its connection: the stale connection is
-    # noticed when the request cannot be written, and the request goes to the new daemon.
+    # noticed before the request is written, and the request goes to the new daemon.
     assert daemon.stop() == 0
     daemon.start(["--passphrase-file", str(passphrase)])
     key.verify(client.sign(key.name, ORDER), ORDER.encode())
@@ -318,6 +318,28 @@ def test_a_daemon_restarted_under_a_live_client(make_daemon):
     client.close()
     with pytest.raises(keyward.UnavailableError):
         client.status()
+
+
+IDLE_CONFIG = "[daemon]\nidle_timeout_secs = 1\n"
+PAST_IDLE = 1.6  # seconds: past the daemon's idle timeout, with a margin
+
+
+def test_a_client_that_sat_past_the_idle_timeout_reconnects_and_signs(make_daemon, caplog):
+    """A bot that trades every 15 minutes holds one client; the daemon closes its connection
+    in between. The client used to raise the daemon's idle notice on the next order."""
+    daemon = make_daemon(config=IDLE_CONFIG)
+    key = install(daemon, ed25519_key())
+    client = daemon.client()
+    key.verify(client.sign(key.name, ORDER), ORDER.encode())
+    for round in (1, 2):
+        time.sleep(PAST_IDLE)
+        assert daemon.log().count("(idle_timeout_secs)") >= round, daemon.log()
+        with caplog.at_level("DEBUG", logger="keyward"):
+            key.verify(client.sign(key.name, ORDER), ORDER.encode())
+        # The daemon's notice is read and logged, not raised.
+        assert "idle_timeout_secs" in caplog.text
+        caplog.clear()
+    client.close()
 
 
 def test_a_request_that_may_have_been_processed_is_not_sent_again(tmp_path):

@@ -2,6 +2,7 @@
 frames and turning responses into results. Only the I/O differs between the two clients."""
 
 import errno
+import logging
 import os
 import pwd
 import socket
@@ -18,6 +19,8 @@ from .errors import (
     UnavailableError,
     error_from_daemon,
 )
+
+_log = logging.getLogger("keyward")
 
 #: The environment variable naming the daemon's socket.
 SOCKET_ENV = "KEYWARD_SOCK"
@@ -153,6 +156,45 @@ def io_error(err: OSError) -> UnavailableError:
     if is_timeout(err):
         return UnavailableError("timed out waiting for keywardd; the connection was closed")
     return UnavailableError(f"I/O error on the connection to keywardd: {err.strerror or err}")
+
+
+def closed_by_daemon(sock: socket.socket) -> bool:
+    """True when the daemon has closed this connection, or sent something unasked, while it
+    sat idle between requests: a zero-wait look finds the end of the stream, bytes, or an
+    error. The daemon closes a connection idle past ``idle_timeout_secs`` (after one
+    ``UNAVAILABLE`` error frame saying so), and a restarting daemon closes them all; it
+    sends nothing unasked otherwise. Nothing of the next request has been sent, so it can go
+    on a new connection. What the daemon said is read and logged (``keyward`` logger, debug);
+    the connection is then of no further use. Only meaningful when no answer is due."""
+    try:
+        data = sock.recv(_UNASKED_LIMIT, socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False  # open and quiet, as it should be
+    except OSError as err:
+        _log.debug("keywardd connection lost while idle: %s", err)
+        return True
+    _log.debug("keywardd had closed the idle connection: %s", _unasked_reason(data))
+    return True
+
+
+# Enough for the daemon's one closing error frame.
+_UNASKED_LIMIT = 4096
+
+
+def _unasked_reason(data: bytes) -> str:
+    """What the daemon sent before closing: its message if it is one whole error frame."""
+    if not data:
+        return "end of stream"
+    body_len = len(data) - p.HEADER_LEN
+    if body_len > 0 and int.from_bytes(data[: p.HEADER_LEN], "big") == body_len:
+        try:
+            response = decode(data[p.HEADER_LEN :])
+        except ProtocolError:
+            pass
+        else:
+            if isinstance(response, p.ErrorResponse):
+                return response.message
+    return f"{len(data)} unasked bytes"
 
 
 CLOSED_BEFORE_ANSWER = (

@@ -39,7 +39,9 @@ class AsyncClient:
     half-way, times out or is cancelled leaves the connection broken: it is closed, never
     read again, and the next call opens a new one. A request is sent again only when the
     daemon had closed the connection before the request was written (it restarted while the
-    client sat idle), never when it may have been processed.
+    client sat idle), never when it may have been processed. A connection the daemon closed
+    while idle (``idle_timeout_secs``, or a restart) is noticed before the request is sent,
+    without waiting, and reopened, as by :class:`keyward.Client`.
     """
 
     def __init__(self, path: Optional[core.PathLike] = None, timeout: Optional[float] = 5.0):
@@ -187,6 +189,11 @@ class AsyncClient:
         if self._sock is None:
             if self._closed:
                 raise UnavailableError("this keyward.AsyncClient is closed")
+            await self._connect()
+            fresh = True
+        elif core.closed_by_daemon(self._sock):
+            # Closed while idle (idle_timeout_secs, or a restart), and nothing of this
+            # request was sent: send it on a new connection. See keyward.Client._send.
             await self._connect()
             fresh = True
         core.check_size(frame, self._max_frame)

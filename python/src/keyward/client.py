@@ -41,6 +41,13 @@ class Client:
     request was written. A request that may have been processed is never resent; its call
     raises :class:`~keyward.UnavailableError`. Errors reported by the daemon leave the
     connection usable.
+
+    The daemon closes a connection that goes ``idle_timeout_secs`` (default 600) without a
+    request, and a restarted daemon has closed every connection of the old one. Before each
+    request the client looks, without waiting, whether that happened (the daemon closed the
+    connection or sent its notice); if so it opens a new connection (the same trust check
+    and handshake) and sends the request there, since nothing of it was sent on the old one.
+    So a bot can hold one client for its lifetime, however long it pauses between orders.
     """
 
     def __init__(self, path: Optional[core.PathLike] = None, timeout: Optional[float] = 5.0):
@@ -179,14 +186,20 @@ class Client:
                 raise UnavailableError("this keyward.Client is closed")
             self._connect()
             fresh = True
+        elif core.closed_by_daemon(self._sock):
+            # Closed while idle (idle_timeout_secs, or a restart), and nothing of this
+            # request was sent: send it on a new connection instead of reading the daemon's
+            # idle notice as its answer.
+            self._connect()
+            fresh = True
         core.check_size(frame, self._max_frame)
         try:
             return self._exchange(frame)
         except _NotDelivered:
             if fresh:
                 raise UnavailableError(core.CLOSED_BEFORE_ANSWER) from None
-        # The daemon had closed this connection while it sat idle (it restarted, or shut it
-        # down): the request never reached it. Reconnect once and send it there.
+        # The daemon closed this connection while the request was being written, without a
+        # word: the request never reached it. Reconnect once and send it there.
         self._connect()
         core.check_size(frame, self._max_frame)
         try:
