@@ -47,6 +47,9 @@ pub enum ErrorCode {
     /// 17: the config file is invalid; the policy in force is unchanged (answer to a
     /// `Reload`, protocol version 3).
     InvalidConfig,
+    /// 18: the key has no stored passphrase to sign (answer to `SignPassphrase`, protocol
+    /// version 3); an admin sets one with `SetPassphrase`.
+    NoPassphrase,
     /// A code this crate does not know (sent by a newer daemon).
     Other(u16),
 }
@@ -72,6 +75,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => 15,
             ErrorCode::BatchExceedsBurst => 16,
             ErrorCode::InvalidConfig => 17,
+            ErrorCode::NoPassphrase => 18,
             ErrorCode::Other(n) => n,
         }
     }
@@ -96,6 +100,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::BatchExceedsBurst => "batch-exceeds-burst",
             ErrorCode::InvalidConfig => "invalid-config",
+            ErrorCode::NoPassphrase => "no-passphrase",
             ErrorCode::Other(_) => "other",
         }
     }
@@ -121,6 +126,7 @@ impl From<u16> for ErrorCode {
             15 => ErrorCode::Unavailable,
             16 => ErrorCode::BatchExceedsBurst,
             17 => ErrorCode::InvalidConfig,
+            18 => ErrorCode::NoPassphrase,
             other => ErrorCode::Other(other),
         }
     }

@@ -102,6 +102,26 @@ pub enum Request {
     /// [`Response::Reloaded`] or, when the new file is invalid, by an error with
     /// [`ErrorCode::InvalidConfig`] (protocol version 3; admin).
     Reload,
+    /// 15: store `passphrase` with the HMAC key `key`, sealed in its key file, replacing
+    /// any it had; `None` removes it. Answered by [`Response::Ok`] (protocol version 3;
+    /// admin). KuCoin API keys of version 2 and 3 sign their passphrase
+    /// (docs/EXCHANGES.md); the daemon never returns it, only [`Request::SignPassphrase`]'s
+    /// HMAC of it.
+    SetPassphrase {
+        /// Key name.
+        key: String,
+        /// The passphrase (1 to 256 bytes), or `None` to remove the stored one.
+        passphrase: Option<SecretBytes>,
+    },
+    /// 16: sign the passphrase stored with `key` (HMAC of the passphrase under the key's
+    /// secret), answered by [`Response::Signature`], or by an error with
+    /// [`ErrorCode::NoPassphrase`] when the key has none. Allowed to whoever may sign with
+    /// the key; payload rules do not apply, since the signed bytes are the admin's, not the
+    /// peer's (protocol version 3).
+    SignPassphrase {
+        /// Key name.
+        key: String,
+    },
 }
 
 impl Request {
@@ -110,7 +130,10 @@ impl Request {
     /// response that version cannot decode.
     pub fn since_version(&self) -> u32 {
         match self {
-            Request::Stats | Request::Reload => 3,
+            Request::Stats
+            | Request::Reload
+            | Request::SetPassphrase { .. }
+            | Request::SignPassphrase { .. } => 3,
             _ => 1,
         }
     }
@@ -133,6 +156,8 @@ impl Request {
             Request::ChangePassphrase { .. } => "change-passphrase",
             Request::Stats => "stats",
             Request::Reload => "reload",
+            Request::SetPassphrase { .. } => "set-passphrase",
+            Request::SignPassphrase { .. } => "sign-passphrase",
         }
     }
 }

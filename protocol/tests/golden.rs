@@ -293,6 +293,29 @@ fn valid() -> Vec<Valid> {
         ),
         request("request-13-stats.bin", "Stats", Request::Stats),
         request("request-14-reload.bin", "Reload", Request::Reload),
+        request(
+            "request-15-set-passphrase.bin",
+            "SetPassphrase { key: \"kucoin\", passphrase: Some(\"correct horse battery staple\") }",
+            Request::SetPassphrase {
+                key: "kucoin".into(),
+                passphrase: Some(secret(PASSPHRASE)),
+            },
+        ),
+        request(
+            "request-15-set-passphrase-none.bin",
+            "SetPassphrase { key: \"kucoin\", passphrase: None } (removes the stored passphrase)",
+            Request::SetPassphrase {
+                key: "kucoin".into(),
+                passphrase: None,
+            },
+        ),
+        request(
+            "request-16-sign-passphrase.bin",
+            "SignPassphrase { key: \"kucoin\" } (answered by a Signature: HMAC-SHA256 of the stored passphrase)",
+            Request::SignPassphrase {
+                key: "kucoin".into(),
+            },
+        ),
         response(
             "response-00-hello.bin",
             "Hello { version: 2, max_frame: 65536 (varint 80 80 04) } (the answer to request-00-hello-v2.bin)",
@@ -401,6 +424,14 @@ fn valid() -> Vec<Valid> {
             error(
                 ErrorCode::InvalidConfig,
                 "/etc/keyward/keywardd.toml: keys.grid-bot.burst needs keys.grid-bot.rate_per_sec",
+            ),
+        ),
+        response(
+            "response-06-error-no-passphrase.bin",
+            "Error { code: NoPassphrase (18), message }",
+            error(
+                ErrorCode::NoPassphrase,
+                "key \"kucoin\" has no stored passphrase; an admin sets one with `keyward passphrase`",
             ),
         ),
         response(
@@ -677,9 +708,9 @@ fn invalid() -> Vec<Invalid> {
         },
         Invalid {
             file: "invalid-unknown-request-variant.bin",
-            about: "request variant 15, one past Reload",
+            about: "request variant 17, one past SignPassphrase",
             target: Target::Request,
-            bytes: framed("0f"),
+            bytes: framed("11"),
             expect: postcard(Postcard::SerdeDeCustom),
         },
         Invalid {
@@ -972,7 +1003,7 @@ fn fixture_names_carry_their_variant_index_and_kind() {
 fn every_variant_has_a_fixture() {
     let requests = variant_count(|body| decode_request(body).map(drop));
     let responses = variant_count(|body| decode_response(body).map(drop));
-    assert_eq!((requests, responses), (15, 13), "update docs/PROTOCOL.md");
+    assert_eq!((requests, responses), (17, 13), "update docs/PROTOCOL.md");
 
     let mut request_kinds = BTreeMap::new();
     let mut response_indices = BTreeSet::new();
@@ -1016,6 +1047,8 @@ fn every_variant_has_a_fixture() {
             "change-passphrase",
             "stats",
             "reload",
+            "set-passphrase",
+            "sign-passphrase",
         ]
     );
 }
@@ -1041,6 +1074,7 @@ fn every_error_code_scheme_and_key_kind_keeps_its_number() {
         (ErrorCode::Unavailable, 15),
         (ErrorCode::BatchExceedsBurst, 16),
         (ErrorCode::InvalidConfig, 17),
+        (ErrorCode::NoPassphrase, 18),
     ];
     for (code, number) in codes {
         let frame = encode_response(&error(code, ""), DEFAULT_MAX_FRAME).unwrap();
@@ -1048,9 +1082,9 @@ fn every_error_code_scheme_and_key_kind_keeps_its_number() {
     }
     assert_eq!(ErrorCode::from(0), ErrorCode::Other(0), "0 is not a code");
     assert_eq!(
-        ErrorCode::from(18),
-        ErrorCode::Other(18),
-        "18 is unassigned"
+        ErrorCode::from(19),
+        ErrorCode::Other(19),
+        "19 is unassigned"
     );
 
     for (index, scheme) in Scheme::ALL.into_iter().enumerate() {

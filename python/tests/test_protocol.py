@@ -113,6 +113,9 @@ REQUESTS = {
     "request-12-change-passphrase.bin": p.ChangePassphraseRequest(PASSPHRASE, NEW_PASSPHRASE),
     "request-13-stats.bin": p.StatsRequest(),
     "request-14-reload.bin": p.ReloadRequest(),
+    "request-15-set-passphrase.bin": p.SetPassphraseRequest("kucoin", PASSPHRASE),
+    "request-15-set-passphrase-none.bin": p.SetPassphraseRequest("kucoin", None),
+    "request-16-sign-passphrase.bin": p.SignPassphraseRequest("kucoin"),
 }
 
 LOCKED = p.Status(p.KeystoreState.LOCKED, 0, None, None, [])
@@ -158,6 +161,10 @@ RESPONSES = {
     "response-06-error-batch-exceeds-burst.bin": p.ErrorResponse(
         ErrorCode.BATCH_EXCEEDS_BURST,
         'a batch of 12 exceeds key "binance-hmac"\'s burst of 10; split it',
+    ),
+    "response-06-error-no-passphrase.bin": p.ErrorResponse(
+        ErrorCode.NO_PASSPHRASE,
+        'key "kucoin" has no stored passphrase; an admin sets one with `keyward passphrase`',
     ),
     "response-06-error-invalid-config.bin": p.ErrorResponse(
         ErrorCode.INVALID_CONFIG,

@@ -49,6 +49,7 @@ class ErrorCode(enum.IntEnum):
     UNAVAILABLE = 15
     BATCH_EXCEEDS_BURST = 16
     INVALID_CONFIG = 17
+    NO_PASSPHRASE = 18
 
 
 class KeywardError(Exception):

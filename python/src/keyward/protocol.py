@@ -60,6 +60,8 @@ __all__ = [
     "StatusResponse",
     "StatsRequest",
     "ReloadRequest",
+    "SetPassphraseRequest",
+    "SignPassphraseRequest",
     "Welcome",
     "WelcomeResponse",
     "RateLimitedResponse",
@@ -351,6 +353,23 @@ class ReloadRequest:
     """14: re-read the config file and put its policy in force (version 3; admin)."""
 
 
+@dataclass(frozen=True)
+class SetPassphraseRequest:
+    """15: store ``passphrase`` (sealed, never returned) with the HMAC key ``key``;
+    ``None`` removes it (version 3; admin)."""
+
+    key: str
+    passphrase: Optional[bytes] = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class SignPassphraseRequest:
+    """16: the HMAC of the passphrase stored with ``key``, answered by a signature
+    (version 3; whoever may sign with the key)."""
+
+    key: str
+
+
 Request = Union[
     HelloRequest,
     SignRequest,
@@ -367,6 +386,8 @@ Request = Union[
     ChangePassphraseRequest,
     StatsRequest,
     ReloadRequest,
+    SetPassphraseRequest,
+    SignPassphraseRequest,
 ]
 
 
@@ -714,6 +735,13 @@ def encode_request(request: Request) -> bytes:
         w = _Writer(13)
     elif isinstance(request, ReloadRequest):
         w = _Writer(14)
+    elif isinstance(request, SetPassphraseRequest):
+        w = _Writer(15)
+        w.string(request.key)
+        w.opt_bytes(request.passphrase)
+    elif isinstance(request, SignPassphraseRequest):
+        w = _Writer(16)
+        w.string(request.key)
     else:
         raise TypeError(f"not a request: {type(request).__name__}")
     return bytes(w.out)
@@ -999,6 +1027,8 @@ _REQUESTS: Tuple[Callable[[_Reader], Request], ...] = (
     lambda r: ChangePassphraseRequest(r.bytes_(), r.bytes_()),
     lambda r: StatsRequest(),
     lambda r: ReloadRequest(),
+    lambda r: SetPassphraseRequest(r.string(), r.opt_bytes()),
+    lambda r: SignPassphraseRequest(r.string()),
 )
 
 
