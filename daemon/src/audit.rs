@@ -232,7 +232,11 @@ impl AuditLog {
                     subject.payloads = payloads.iter().map(|p| describe(p)).collect();
                 }
             }
-            Request::PublicKey { key } => subject.key = Some(key.clone()),
+            // No payload hash: the signed bytes are the stored passphrase, and a hash of a
+            // passphrase in the log would let anyone who reads it guess the passphrase.
+            Request::PublicKey { key }
+            | Request::SignPassphrase { key }
+            | Request::SetPassphrase { key, .. } => subject.key = Some(key.clone()),
             Request::Import { name, .. }
             | Request::Generate { name, .. }
             | Request::Remove { name } => {

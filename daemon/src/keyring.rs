@@ -7,15 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use keyward_protocol::{KeyInfo, PayloadFormat};
+use zeroize::Zeroizing;
 
 use crate::signer::{Signer, fingerprint};
 use crate::stats::{self, SignatureCounter};
 
 /// A key ready to sign, with what may be said about it.
-#[derive(Debug)]
 pub(crate) struct Key {
     /// What is stored with the key. `info.format` is the format stored with it (given at
     /// import or generate); what a client is shown, and what the rules judge with, is the
@@ -24,7 +24,19 @@ pub(crate) struct Key {
     pub(crate) signer: Signer,
     /// This key's signature counter in [`crate::stats`], found at its first signature.
     signatures: OnceLock<SignatureCounter>,
+    /// The passphrase stored with the key (KuCoin's), which only ever leaves as this key's
+    /// signature of it. Behind a mutex so an admin can set it on a key in use.
+    passphrase: Mutex<Option<Zeroizing<Vec<u8>>>>,
 }
+
+impl std::fmt::Debug for PassphraseShown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0 { "[REDACTED]" } else { "None" })
+    }
+}
+
+/// How `Key`'s Debug shows the passphrase: whether there is one, never its bytes.
+struct PassphraseShown(bool);
 
 impl Key {
     pub(crate) fn new(
@@ -47,7 +59,31 @@ impl Key {
             info,
             signer,
             signatures: OnceLock::new(),
+            passphrase: Mutex::new(None),
         }
+    }
+
+    fn passphrase_slot(&self) -> std::sync::MutexGuard<'_, Option<Zeroizing<Vec<u8>>>> {
+        // Poison only means a panic elsewhere; the slot is replaced whole, never half-set.
+        self.passphrase
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the stored passphrase (`None` removes it); the old one is zeroized.
+    pub(crate) fn set_passphrase(&self, passphrase: Option<Zeroizing<Vec<u8>>>) {
+        *self.passphrase_slot() = passphrase;
+    }
+
+    /// Whether a passphrase is stored with the key.
+    pub(crate) fn has_passphrase(&self) -> bool {
+        self.passphrase_slot().is_some()
+    }
+
+    /// Calls `f` with the stored passphrase, if any, without copying it out.
+    pub(crate) fn with_passphrase<T>(&self, f: impl FnOnce(Option<&[u8]>) -> T) -> T {
+        let slot = self.passphrase_slot();
+        f(slot.as_deref().map(Vec::as_slice))
     }
 
     /// Counts `n` signatures made with this key: one atomic add (the counter is looked up
@@ -57,6 +93,16 @@ impl Key {
             .signatures
             .get_or_init(|| stats::global().signature_counter(&self.info.name, self.info.scheme));
         counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("info", &self.info)
+            .field("signer", &self.signer)
+            .field("passphrase", &PassphraseShown(self.has_passphrase()))
+            .finish_non_exhaustive()
     }
 }
 

@@ -24,6 +24,8 @@
 
 mod format;
 mod fsio;
+
+pub(crate) use format::MAX_PASSPHRASE_LEN;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
@@ -125,6 +127,9 @@ pub(crate) struct KeyMeta {
 pub(crate) struct KeyRecord {
     pub(crate) meta: KeyMeta,
     pub(crate) secret: Zeroizing<Vec<u8>>,
+    /// A passphrase sealed with the secret (KuCoin's, which the key signs); only in key
+    /// file version 3.
+    pub(crate) passphrase: Option<Zeroizing<Vec<u8>>>,
 }
 
 impl fmt::Debug for KeyRecord {
@@ -134,6 +139,10 @@ impl fmt::Debug for KeyRecord {
             .field(
                 "secret",
                 &format_args!("[REDACTED; {} bytes]", self.secret.len()),
+            )
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| format_args!("[REDACTED]")),
             )
             .finish()
     }
@@ -349,23 +358,7 @@ impl Keystore {
     /// Seals `record` under `key` into `keys/NAME.key`. Never replaces an existing key.
     pub(crate) fn store(&self, key: &DataKey, record: &KeyRecord) -> Result<(), KeystoreError> {
         let name = &record.meta.name;
-        check_name(name)?;
-        let invalid = |reason: String| KeystoreError::InvalidRecord {
-            name: name.clone(),
-            reason,
-        };
-        let secret_len = record.secret.len();
-        if secret_len == 0 {
-            return Err(invalid("the secret is empty".to_owned()));
-        }
-        if secret_len > format::MAX_SECRET_LEN {
-            return Err(invalid(format!(
-                "the secret is {secret_len} bytes, more than {}",
-                format::MAX_SECRET_LEN
-            )));
-        }
-        let meta = format::encode_key_meta(&record.meta).map_err(invalid)?;
-
+        let file = seal(key, record)?;
         let keys_dir = self.keys_dir();
         fsio::ensure_private_dir(&keys_dir)?;
         let file_name = key_file_name(name);
@@ -373,30 +366,35 @@ impl Keystore {
         if fs::symlink_metadata(keys_dir.join(&file_name)).is_ok() {
             return Err(KeystoreError::KeyExists(name.clone()));
         }
-
-        let mut nonce = [0; NONCE_LEN];
-        random(&mut nonce)?;
-        // Exact capacity: the plaintext copied in below is encrypted in place and the
-        // vector never reallocates, so no plaintext is left in freed memory.
-        let total = meta.len() + NONCE_LEN + secret_len + TAG_LEN;
-        let mut file = Zeroizing::new(Vec::with_capacity(total));
-        file.extend_from_slice(&meta);
-        file.extend_from_slice(&nonce);
-        file.extend_from_slice(&record.secret);
-        let (aad, rest) = file.split_at_mut(meta.len());
-        let tag = key.cipher().encrypt_in_place_detached(
-            XNonce::from_slice(&nonce),
-            aad,
-            &mut rest[NONCE_LEN..],
-        );
-        burn_stack();
-        let tag = tag.map_err(|_| KeystoreError::Crypto("encryption failed"))?;
-        file.extend_from_slice(&tag);
-        debug_assert_eq!(file.len(), total);
-
         match fsio::write_atomic(&keys_dir, &file_name, &file, Existing::Keep)? {
             Written::Done => Ok(()),
             Written::Exists => Err(KeystoreError::KeyExists(name.clone())),
+        }
+    }
+
+    /// Seals `record` under `key` over the existing `keys/NAME.key` (temp file + rename: a
+    /// crash leaves the old file or the new one, whole). The caller holds the admin lock, so
+    /// nothing removes the file between the check and the rename.
+    pub(crate) fn replace(&self, key: &DataKey, record: &KeyRecord) -> Result<(), KeystoreError> {
+        let name = &record.meta.name;
+        let file = seal(key, record)?;
+        let keys_dir = self.keys_dir();
+        let file_name = key_file_name(name);
+        if fs::symlink_metadata(keys_dir.join(&file_name)).is_err() {
+            return Err(KeystoreError::UnknownKey(name.clone()));
+        }
+        fsio::write_atomic(&keys_dir, &file_name, &file, Existing::Replace).map(drop)
+    }
+
+    /// Reads and decrypts one key file.
+    pub(crate) fn load(&self, key: &DataKey, name: &str) -> Result<KeyRecord, KeystoreError> {
+        check_name(name)?;
+        let path = self.keys_dir().join(key_file_name(name));
+        match load_one(&key.cipher(), name, &path) {
+            Err(KeystoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Err(KeystoreError::UnknownKey(name.to_owned()))
+            }
+            other => other,
         }
     }
 
@@ -494,6 +492,65 @@ impl Keystore {
     }
 }
 
+/// A whole key file for `record`, sealed under `key`: version 3 when the record has a
+/// passphrase, else version 2 (docs/KEYSTORE.md).
+fn seal(key: &DataKey, record: &KeyRecord) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+    let name = &record.meta.name;
+    check_name(name)?;
+    let invalid = |reason: String| KeystoreError::InvalidRecord {
+        name: name.clone(),
+        reason,
+    };
+    let secret_len = record.secret.len();
+    if secret_len == 0 {
+        return Err(invalid("the secret is empty".to_owned()));
+    }
+    if secret_len > format::MAX_SECRET_LEN {
+        return Err(invalid(format!(
+            "the secret is {secret_len} bytes, more than {}",
+            format::MAX_SECRET_LEN
+        )));
+    }
+    let passphrase = record.passphrase.as_deref().map(Vec::as_slice);
+    if passphrase.is_some_and(|p| p.is_empty() || p.len() > MAX_PASSPHRASE_LEN) {
+        return Err(invalid(format!(
+            "the passphrase must be 1 to {MAX_PASSPHRASE_LEN} bytes"
+        )));
+    }
+    let (version, plain_len) = match passphrase {
+        Some(p) => (
+            format::KEY_VERSION,
+            format::sealed_len_v3(secret_len, p.len()),
+        ),
+        None => (format::KEY_VERSION_PLAIN, secret_len),
+    };
+    let meta = format::encode_key_meta(&record.meta, version).map_err(invalid)?;
+
+    let mut nonce = [0; NONCE_LEN];
+    random(&mut nonce)?;
+    // Exact capacity: the plaintext copied in below is encrypted in place and the
+    // vector never reallocates, so no plaintext is left in freed memory.
+    let total = meta.len() + NONCE_LEN + plain_len + TAG_LEN;
+    let mut file = Zeroizing::new(Vec::with_capacity(total));
+    file.extend_from_slice(&meta);
+    file.extend_from_slice(&nonce);
+    match passphrase {
+        Some(p) => format::encode_sealed(&mut file, &record.secret, p),
+        None => file.extend_from_slice(&record.secret),
+    }
+    let (aad, rest) = file.split_at_mut(meta.len());
+    let tag = key.cipher().encrypt_in_place_detached(
+        XNonce::from_slice(&nonce),
+        aad,
+        &mut rest[NONCE_LEN..],
+    );
+    burn_stack();
+    let tag = tag.map_err(|_| KeystoreError::Crypto("encryption failed"))?;
+    file.extend_from_slice(&tag);
+    debug_assert_eq!(file.len(), total);
+    Ok(file)
+}
+
 /// Reads, checks and decrypts one key file.
 fn load_one(
     cipher: &XChaCha20Poly1305,
@@ -536,9 +593,28 @@ fn load_one(
                 .to_owned(),
         )
     })?;
+    if sealed.version < 3 {
+        return Ok(KeyRecord {
+            meta: sealed.meta,
+            secret,
+            passphrase: None,
+        });
+    }
+    // Version 3: the plaintext is the secret and the passphrase, each copied out into its
+    // own exact-size buffer; `secret` (the whole plaintext) is zeroized when dropped.
+    let (key_secret, passphrase) = format::decode_sealed(&secret).map_err(|err| match err {
+        FormatError::Corrupt(reason) => corrupt(reason),
+        FormatError::Unsupported { found } => unsupported(found, format::KEY_VERSION),
+    })?;
+    let exact = |bytes: &[u8]| {
+        let mut out = Zeroizing::new(Vec::with_capacity(bytes.len()));
+        out.extend_from_slice(bytes);
+        out
+    };
     Ok(KeyRecord {
         meta: sealed.meta,
-        secret,
+        secret: exact(key_secret),
+        passphrase: passphrase.map(exact),
     })
 }
 

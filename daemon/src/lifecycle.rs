@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::failure::Failure;
 use crate::keyring::{Key, Keyring};
+use crate::keystore::MAX_PASSPHRASE_LEN;
 use crate::signer::{KeyError, Signer};
 use crate::store::Store;
 
@@ -222,6 +223,41 @@ impl Lifecycle {
     }
 
     /// Removes a key: its file first, then the key in memory.
+    /// Stores `passphrase` with the HMAC key `name` (`None` removes it): sealed into its key
+    /// file first, then set on the key in memory.
+    pub(crate) async fn set_passphrase(
+        &self,
+        keyring: &Keyring,
+        name: &str,
+        passphrase: Option<SecretBytes>,
+    ) -> Result<(), Failure> {
+        let _admin = self.admin().await;
+        let key = keyring.get(name)?;
+        if !key.info.scheme.is_hmac() {
+            return Err(Failure::bad_request(format!(
+                "key {name:?} is a {} key; a passphrase is stored only with an HMAC key, which \
+                 signs it (KuCoin)",
+                key.info.scheme
+            )));
+        }
+        let passphrase = match passphrase {
+            Some(p) if p.is_empty() || p.len() > MAX_PASSPHRASE_LEN => {
+                return Err(Failure::bad_request(format!(
+                    "the passphrase must be 1 to {MAX_PASSPHRASE_LEN} bytes, not {}",
+                    p.len()
+                )));
+            }
+            // One exact-size zeroizing copy; the request's own is zeroized when dropped.
+            Some(p) => Some(Zeroizing::new(p.expose().to_vec())),
+            None => None,
+        };
+        self.store
+            .persist_passphrase(name, passphrase.clone())
+            .await?;
+        key.set_passphrase(passphrase);
+        Ok(())
+    }
+
     pub(crate) async fn remove_key(&self, keyring: &Keyring, name: &str) -> Result<(), Failure> {
         let _admin = self.admin().await;
         if !keyring.contains(name)? {

@@ -267,16 +267,9 @@ pub(crate) fn enforce_key_policy(
                 ),
             ));
         }
-        rates.take(key, limit, n, now).map_err(|wait| {
-            Failure::rate_limited(
-                format!(
-                    "rate limit of key {key:?} reached ({}/s); retry in {} ms",
-                    limit.per_sec,
-                    wait.as_millis().max(1)
-                ),
-                wait,
-            )
-        })?;
+        rates
+            .take(key, limit, n, now)
+            .map_err(|wait| rate_refusal(key, limit, wait))?;
     }
     if let Some(limit) = order_limit {
         let n = u32::try_from(orders).unwrap_or(u32::MAX);
@@ -285,6 +278,33 @@ pub(crate) fn enforce_key_policy(
             .map_err(|wait| orders_refusal(key, limit, wait))?;
     }
     Ok(())
+}
+
+/// The policy of a `SignPassphrase`: the key's rate limit, one token, and no payload rules,
+/// since the signed bytes are the passphrase an admin stored, not a payload from the peer.
+pub(crate) fn enforce_passphrase_policy(
+    policy: &Policy,
+    rates: &RateLimiter,
+    entry: &Key,
+) -> Result<(), Failure> {
+    let key = entry.info.name.as_str();
+    if let Some(limit) = policy.for_key(key).rate {
+        rates
+            .take(key, limit, 1, Instant::now())
+            .map_err(|wait| rate_refusal(key, limit, wait))?;
+    }
+    Ok(())
+}
+
+fn rate_refusal(key: &str, limit: RateLimit, wait: Duration) -> Failure {
+    Failure::rate_limited(
+        format!(
+            "rate limit of key {key:?} reached ({}/s); retry in {} ms",
+            limit.per_sec,
+            wait.as_millis().max(1)
+        ),
+        wait,
+    )
 }
 
 fn orders_refusal(key: &str, limit: RateLimit, wait: Duration) -> Failure {

@@ -153,6 +153,7 @@ impl Store {
                     .map_or(0, |since| since.as_secs()),
             },
             secret,
+            passphrase: None,
         };
         let state = Arc::clone(&vault.state);
         blocking(move || {
@@ -164,6 +165,33 @@ impl Store {
                 ));
             };
             keystore.store(data_key, &record).map_err(Failure::from)
+        })
+        .await
+    }
+
+    /// Rewrites the key file of `name` with `passphrase` sealed in it (`None`: without one),
+    /// before the key in memory changes, so what a client was told is on disk.
+    pub(crate) async fn persist_passphrase(
+        &self,
+        name: &str,
+        passphrase: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<(), Failure> {
+        let Store::Keystore(vault) = self else {
+            return Ok(());
+        };
+        let state = Arc::clone(&vault.state);
+        let name = name.to_owned();
+        blocking(move || {
+            let state = lock_state(&state);
+            let (Some(keystore), Some(data_key)) = (&state.keystore, &state.data_key) else {
+                return Err(Failure::new(
+                    ErrorCode::Locked,
+                    "the keystore is locked; run `keyward unlock`",
+                ));
+            };
+            let mut record = keystore.load(data_key, &name)?;
+            record.passphrase = passphrase;
+            keystore.replace(data_key, &record).map_err(Failure::from)
         })
         .await
     }
@@ -268,7 +296,11 @@ fn parse_loaded(loaded: crate::keystore::LoadedKeys) -> (Vec<Key>, Vec<Unreadabl
         .collect();
     let mut keys = Vec::with_capacity(loaded.records.len());
     for record in loaded.records {
-        let KeyRecord { meta, secret } = record;
+        let KeyRecord {
+            meta,
+            secret,
+            passphrase,
+        } = record;
         let parsed = if meta.scheme.is_hmac() {
             Signer::hmac(meta.scheme, &secret)
         } else {
@@ -277,7 +309,9 @@ fn parse_loaded(loaded: crate::keystore::LoadedKeys) -> (Vec<Key>, Vec<Unreadabl
         drop(secret);
         match parsed {
             Ok(signer) if signer.scheme() == meta.scheme => {
-                keys.push(Key::new(meta.name, signer, meta.api_key, meta.format))
+                let key = Key::new(meta.name, signer, meta.api_key, meta.format);
+                key.set_passphrase(passphrase);
+                keys.push(key);
             }
             Ok(signer) => unreadable.push(UnreadableKey {
                 reason: format!(

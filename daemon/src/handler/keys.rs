@@ -1,4 +1,4 @@
-//! The keys: List and PublicKey (read), Import, Generate and Remove (admin).
+//! The keys: List and PublicKey (read), Import, Generate, Remove and SetPassphrase (admin).
 
 use keyward_protocol::{KeyKind, PayloadFormat, Response, Scheme, SecretBytes, validate_key_name};
 use zeroize::Zeroizing;
@@ -70,6 +70,22 @@ pub(super) async fn remove(
 ) -> Result<Response, Failure> {
     daemon.lifecycle.remove_key(&daemon.keyring, &name).await?;
     tracing::info!(key = %name, uid = peer.uid, "key removed");
+    Ok(Response::Ok)
+}
+
+pub(super) async fn set_passphrase(
+    daemon: &Daemon,
+    peer: &Peer,
+    name: String,
+    passphrase: Option<SecretBytes>,
+) -> Result<Response, Failure> {
+    let set = passphrase.is_some();
+    daemon
+        .lifecycle
+        .set_passphrase(&daemon.keyring, &name, passphrase)
+        .await?;
+    // Whether one is stored, never what it is.
+    tracing::info!(key = %name, uid = peer.uid, stored = set, "key passphrase set");
     Ok(Response::Ok)
 }
 

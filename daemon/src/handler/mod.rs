@@ -2,8 +2,8 @@
 //!
 //! This file checks the peer's rights ([`authorize`]), sends each request to its function
 //! (one match arm each) and records the decision; the requests themselves live one family
-//! per file: [`sign`] (Sign, SignBatch), [`keys`] (List, PublicKey, Import, Generate,
-//! Remove) and [`keystore`] (Init, Unlock, Lock, ChangePassphrase, Status, Stats, Reload).
+//! per file: [`sign`] (Sign, SignBatch, SignPassphrase), [`keys`] (List, PublicKey, Import,
+//! Generate, Remove, SetPassphrase) and [`keystore`] (Init, Unlock, Lock, ChangePassphrase, Status, Stats, Reload).
 //! Adding a request means a function in the right file and an arm in [`dispatch`].
 //!
 //! The Hello handshake is here too ([`hello`]): which protocol versions the daemon speaks,
@@ -167,7 +167,7 @@ fn count_refusal(code: ErrorCode, kind: &str) {
     if let Some(denial) = Denial::of(code) {
         stats.record_denial(denial);
     }
-    let signing = matches!(kind, "sign" | "sign-batch");
+    let signing = matches!(kind, "sign" | "sign-batch" | "sign-passphrase");
     match code {
         ErrorCode::RateLimited => stats.record_rate_limited(),
         ErrorCode::Locked if signing => stats.record_locked_refusal(),
@@ -187,6 +187,7 @@ fn is_admin_request(request: &Request) -> bool {
             | Request::Lock
             | Request::ChangePassphrase { .. }
             | Request::Reload
+            | Request::SetPassphrase { .. }
     )
 }
 
@@ -207,7 +208,9 @@ fn authorize(
         ));
     }
     match request {
-        Request::Sign { key, .. } | Request::SignBatch { key, .. }
+        Request::Sign { key, .. }
+        | Request::SignBatch { key, .. }
+        | Request::SignPassphrase { key }
             if !policy.may_use(key, peer, daemon.uid) =>
         {
             denied(format!("uid {} may not use key {key:?}", peer.uid))
@@ -263,6 +266,10 @@ async fn dispatch(
             keys::generate(daemon, policy, name, kind, new).await
         }
         Request::Remove { name } => keys::remove(daemon, peer, name).await,
+        Request::SetPassphrase { key, passphrase } => {
+            keys::set_passphrase(daemon, peer, key, passphrase).await
+        }
+        Request::SignPassphrase { key } => sign::sign_passphrase(daemon, policy, key).await,
         Request::Status => Ok(keystore::status(daemon, policy, peer, version)),
         Request::Stats => Ok(Response::Stats(stats::global().snapshot())),
         Request::Reload => keystore::reload(daemon),

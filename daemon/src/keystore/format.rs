@@ -1,5 +1,6 @@
 //! The bytes of the two keystore files: the header (format version 1) and key files (format
-//! version 2, which adds the payload format; version 1 key files still read, with none). No
+//! version 2, which adds the payload format, and version 3, whose sealed part holds a
+//! passphrase after the secret; version 1 key files still read, with neither). No
 //! I/O and no cryptography here: encoding, strict decoding, and the associated data each
 //! file's AEAD binds.
 //!
@@ -15,9 +16,17 @@ use super::{KdfParams, KeyMeta};
 
 /// The header format version this code writes and reads.
 pub(super) const HEADER_VERSION: u32 = 1;
-/// The key file format version this code writes. It reads every version from 1 up to this
-/// one: version 2 appended the payload format to the metadata.
-pub(super) const KEY_VERSION: u32 = 2;
+/// The newest key file format version; this code reads every version from 1 up to it.
+/// Version 2 appended the payload format to the metadata; version 3 seals a passphrase with
+/// the secret ([`encode_sealed`]). A key with a passphrase is written in version 3, any other
+/// in version 2 ([`KEY_VERSION_PLAIN`]), so a keystore without passphrases still reads in
+/// the release before version 3.
+pub(super) const KEY_VERSION: u32 = 3;
+/// The key file version written for a key without a passphrase.
+pub(super) const KEY_VERSION_PLAIN: u32 = 2;
+
+/// Largest passphrase sealed with a key (KuCoin's are at most 32 characters).
+pub(crate) const MAX_PASSPHRASE_LEN: usize = 256;
 
 /// First bytes of the header file.
 pub(super) const HEADER_MAGIC: [u8; 8] = *b"KWSTORE\0";
@@ -186,11 +195,11 @@ fn check_magic_and_version(
     Ok(found)
 }
 
-/// Encodes a key's metadata (always in the newest key file version, [`KEY_VERSION`]): the
-/// plaintext part of a key file, and its associated data.
+/// Encodes a key's metadata in key file `version` (2 or 3; they differ only in the sealed
+/// part): the plaintext part of a key file, and its associated data.
 ///
 /// Fails if a field cannot be represented (an API key id longer than 65535 bytes).
-pub(super) fn encode_key_meta(meta: &KeyMeta) -> Result<Vec<u8>, String> {
+pub(super) fn encode_key_meta(meta: &KeyMeta, version: u32) -> Result<Vec<u8>, String> {
     let name = meta.name.as_bytes();
     let scheme = meta.scheme.name().as_bytes();
     let name_len = u8::try_from(name.len()).map_err(|_| "the name is too long".to_owned())?;
@@ -198,7 +207,7 @@ pub(super) fn encode_key_meta(meta: &KeyMeta) -> Result<Vec<u8>, String> {
         u8::try_from(scheme.len()).map_err(|_| "the scheme name is too long".to_owned())?;
     let mut out = Vec::with_capacity(8 + 4 + 1 + name.len() + 1 + scheme.len() + 3 + 8 + 64);
     out.extend_from_slice(&KEY_MAGIC);
-    out.extend_from_slice(&KEY_VERSION.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
     out.push(name_len);
     out.extend_from_slice(name);
     out.push(scheme_len);
@@ -221,9 +230,51 @@ pub(super) fn encode_key_meta(meta: &KeyMeta) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// The length of the plaintext a version 3 file seals: `u32` secret length, the secret,
+/// `u16` passphrase length, the passphrase.
+pub(super) fn sealed_len_v3(secret_len: usize, passphrase_len: usize) -> usize {
+    4 + secret_len + 2 + passphrase_len
+}
+
+/// Appends the plaintext a version 3 file seals to `out` (which the caller sized exactly and
+/// zeroizes). Lengths are checked by the caller.
+pub(super) fn encode_sealed(out: &mut Vec<u8>, secret: &[u8], passphrase: &[u8]) {
+    // Both fit: the secret is at most MAX_SECRET_LEN, the passphrase MAX_PASSPHRASE_LEN.
+    let secret_len = u32::try_from(secret.len()).unwrap_or(u32::MAX);
+    let passphrase_len = u16::try_from(passphrase.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&secret_len.to_be_bytes());
+    out.extend_from_slice(secret);
+    out.extend_from_slice(&passphrase_len.to_be_bytes());
+    out.extend_from_slice(passphrase);
+}
+
+/// Splits a decrypted version 3 plaintext into the secret and the passphrase (`None` when
+/// its length is 0). Strict: the lengths must add up to exactly the plaintext.
+pub(super) fn decode_sealed(plain: &[u8]) -> Result<(&[u8], Option<&[u8]>), FormatError> {
+    let mut r = Reader::new(plain);
+    let secret_len = usize::try_from(u32::from_be_bytes(r.array()?))
+        .map_err(|_| corrupt("the sealed secret length does not fit"))?;
+    let secret = r.take(secret_len)?;
+    if secret.is_empty() {
+        return Err(corrupt("the sealed secret is empty"));
+    }
+    let passphrase_len = usize::from(u16::from_be_bytes(r.array()?));
+    let passphrase = r.take(passphrase_len)?;
+    if !r.rest().is_empty() {
+        return Err(corrupt(format!(
+            "{} unexpected bytes after the sealed passphrase",
+            r.rest().len()
+        )));
+    }
+    Ok((secret, (!passphrase.is_empty()).then_some(passphrase)))
+}
+
 /// A decoded key file whose secret is still sealed. Borrows the file's bytes.
 #[derive(Debug)]
 pub(super) struct SealedKey<'a> {
+    /// The file's format version: 3 seals the secret with a passphrase ([`decode_sealed`]),
+    /// 1 and 2 the secret alone.
+    pub(super) version: u32,
     pub(super) meta: KeyMeta,
     /// Associated data: every byte before the nonce.
     pub(super) aad: &'a [u8],
@@ -286,6 +337,7 @@ pub(super) fn decode_key_file(bytes: &[u8]) -> Result<SealedKey<'_>, FormatError
         .try_into()
         .map_err(|_| corrupt("truncated: no authentication tag"))?;
     Ok(SealedKey {
+        version,
         meta: KeyMeta {
             name: name.to_owned(),
             scheme,
@@ -458,7 +510,7 @@ mod tests {
                 created_unix: 1_700_000_000,
                 format,
             };
-            let mut file = encode_key_meta(&meta).unwrap();
+            let mut file = encode_key_meta(&meta, KEY_VERSION_PLAIN).unwrap();
             let aad_len = file.len();
             file.extend_from_slice(&[9; NONCE_LEN]);
             file.extend_from_slice(&[7; 5]);
@@ -486,7 +538,7 @@ mod tests {
             created_unix: 1,
             format: Some(PayloadFormat::Kucoin),
         };
-        let bytes = encode_key_meta(&meta).unwrap();
+        let bytes = encode_key_meta(&meta, KEY_VERSION_PLAIN).unwrap();
         assert_eq!(
             bytes,
             [
@@ -498,10 +550,13 @@ mod tests {
             ]
             .concat()
         );
-        let none = encode_key_meta(&KeyMeta {
-            format: None,
-            ..meta.clone()
-        })
+        let none = encode_key_meta(
+            &KeyMeta {
+                format: None,
+                ..meta.clone()
+            },
+            KEY_VERSION_PLAIN,
+        )
         .unwrap();
         assert_eq!(none.last(), Some(&0));
         // An unknown name is corrupt, as an unknown scheme is.
@@ -530,11 +585,33 @@ mod tests {
         assert_eq!(sealed.meta.format, None);
         assert_eq!(sealed.aad.len(), aad_len);
         assert_eq!(sealed.ciphertext, &[9; 3]);
-        // Version 3 is not read.
-        file[11] = 3;
+        // Version 4 is not read.
+        file[11] = 4;
         assert_eq!(
             decode_key_file(&file).unwrap_err(),
-            FormatError::Unsupported { found: 3 }
+            FormatError::Unsupported { found: 4 }
         );
+    }
+
+    /// Version 3's sealed part: u32 secret length, secret, u16 passphrase length, passphrase.
+    #[test]
+    fn a_version_3_sealed_part_round_trips_strictly() {
+        let mut plain = Vec::new();
+        encode_sealed(&mut plain, b"secret", b"pass");
+        assert_eq!(plain, b"\0\0\0\x06secret\0\x04pass");
+        assert_eq!(plain.len(), sealed_len_v3(6, 4));
+        assert_eq!(
+            decode_sealed(&plain).unwrap(),
+            (&b"secret"[..], Some(&b"pass"[..]))
+        );
+        let mut none = Vec::new();
+        encode_sealed(&mut none, b"secret", b"");
+        assert_eq!(decode_sealed(&none).unwrap(), (&b"secret"[..], None));
+        for len in 0..plain.len() {
+            assert!(decode_sealed(&plain[..len]).is_err(), "{len}");
+        }
+        plain.push(0);
+        assert!(decode_sealed(&plain).is_err(), "trailing bytes");
+        assert!(decode_sealed(b"\0\0\0\0\0\0").is_err(), "empty secret");
     }
 }

@@ -396,15 +396,15 @@ fn an_unknown_format_version_is_its_own_error() {
 
     let key_path = dir.join("keys/binance-rsa.key");
     let mut bytes = fs::read(&key_path).unwrap();
-    bytes[8..12].copy_from_slice(&3u32.to_be_bytes());
+    bytes[8..12].copy_from_slice(&4u32.to_be_bytes());
     fs::write(&key_path, &bytes).unwrap();
     let loaded = store.load_all(&key);
     assert_eq!(failure_names(&loaded), ["binance-rsa"]);
     assert!(matches!(
         loaded.failures[0].1,
         KeystoreError::UnsupportedVersion {
-            found: 3,
-            supported: 2
+            found: 4,
+            supported: 3
         }
     ));
     assert_eq!(loaded.records.len(), 2);
@@ -670,4 +670,84 @@ fn debug_output_never_shows_secret_bytes() {
     assert!(!shown.contains("48, 49, 50"), "no byte lists: {shown}");
     assert!(shown.contains("REDACTED"));
     assert!(shown.contains("api-id"), "metadata is not secret: {shown}");
+}
+
+/// A KuCoin passphrase is sealed with the secret (key file version 3), survives a reopen,
+/// can be replaced and removed in place, and never appears in clear in the file; a key
+/// without one stays a version 2 file.
+#[test]
+fn a_passphrase_is_sealed_with_its_key_and_can_be_replaced() {
+    const KUCOIN_PASSPHRASE: &[u8] = b"kucoin passphrase 7f3a9c";
+    let tmp = tempfile::tempdir().unwrap();
+    let mut with = record(
+        "kucoin",
+        Scheme::HmacSha256,
+        Some("kc-id"),
+        random_bytes(36),
+    );
+    with.passphrase = Some(Zeroizing::new(KUCOIN_PASSPHRASE.to_vec()));
+    let without = record("okx", Scheme::HmacSha256, None, random_bytes(32));
+    let (dir, store, key) = new_store(tmp.path(), &[]);
+    store.store(&key, &with).unwrap();
+    store.store(&key, &without).unwrap();
+    let file = fs::read(dir.join("keys/kucoin.key")).unwrap();
+    assert_eq!(&file[8..12], &[0, 0, 0, 3]);
+    assert!(
+        !file
+            .windows(KUCOIN_PASSPHRASE.len())
+            .any(|w| w == KUCOIN_PASSPHRASE),
+        "the passphrase is in clear in the key file"
+    );
+    assert_eq!(
+        &fs::read(dir.join("keys/okx.key")).unwrap()[8..12],
+        &[0, 0, 0, 2]
+    );
+    drop((store, key));
+
+    let store = Keystore::open(&dir).unwrap().unwrap();
+    let key = store.unlock(PASSPHRASE).unwrap();
+    let loaded = store.load_all(&key);
+    assert!(loaded.failures.is_empty(), "{:?}", loaded.failures);
+    assert_same(&loaded.records, &[with, without]);
+
+    // Set on the key without one (it becomes version 3), removed from the other (version 2).
+    let mut okx = store.load(&key, "okx").unwrap();
+    okx.passphrase = Some(Zeroizing::new(b"other".to_vec()));
+    store.replace(&key, &okx).unwrap();
+    let mut kucoin = store.load(&key, "kucoin").unwrap();
+    kucoin.passphrase = None;
+    store.replace(&key, &kucoin).unwrap();
+    assert_eq!(
+        store
+            .load(&key, "okx")
+            .unwrap()
+            .passphrase
+            .as_deref()
+            .map(Vec::as_slice),
+        Some(&b"other"[..])
+    );
+    assert!(store.load(&key, "kucoin").unwrap().passphrase.is_none());
+    assert_eq!(
+        &fs::read(dir.join("keys/kucoin.key")).unwrap()[8..12],
+        &[0, 0, 0, 2]
+    );
+    assert!(matches!(
+        store.load(&key, "nope"),
+        Err(KeystoreError::UnknownKey(_))
+    ));
+    let mut ghost = okx;
+    ghost.meta.name = "ghost".into();
+    assert!(matches!(
+        store.replace(&key, &ghost),
+        Err(KeystoreError::UnknownKey(_))
+    ));
+    assert!(!dir.join("keys/ghost.key").exists());
+    for bad in [Vec::new(), vec![b'x'; MAX_PASSPHRASE_LEN + 1]] {
+        ghost.meta.name = "kucoin".into();
+        ghost.passphrase = Some(Zeroizing::new(bad));
+        assert!(matches!(
+            store.replace(&key, &ghost),
+            Err(KeystoreError::InvalidRecord { .. })
+        ));
+    }
 }

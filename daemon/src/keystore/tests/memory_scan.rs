@@ -102,6 +102,7 @@ fn no_passphrase_or_key_is_left_in_memory_after_use() {
                         format: None,
                     },
                     secret,
+                    passphrase: None,
                 },
             )
             .unwrap();

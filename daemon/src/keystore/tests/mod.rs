@@ -41,6 +41,7 @@ fn record(name: &str, scheme: Scheme, api_key: Option<&str>, secret: Vec<u8>) ->
             format: None,
         },
         secret: Zeroizing::new(secret),
+        passphrase: None,
     }
 }
 
@@ -75,6 +76,12 @@ fn assert_same(loaded: &[KeyRecord], expected: &[KeyRecord]) {
     for (got, want) in loaded.iter().zip(expected) {
         assert_eq!(got.meta, want.meta);
         assert_eq!(&got.secret[..], &want.secret[..], "{}", want.meta.name);
+        assert_eq!(
+            got.passphrase.as_deref(),
+            want.passphrase.as_deref(),
+            "{}",
+            want.meta.name
+        );
     }
 }
 

@@ -55,6 +55,7 @@ fn a_keystore_with_version_1_and_version_2_key_files_reads() {
                 format: None,
             },
             secret: Zeroizing::new(b"golden ed25519 secret bytes 0123456789".to_vec()),
+            passphrase: None,
         },
         KeyRecord {
             meta: KeyMeta {
@@ -65,6 +66,7 @@ fn a_keystore_with_version_1_and_version_2_key_files_reads() {
                 format: Some(PayloadFormat::Okx),
             },
             secret: Zeroizing::new(b"golden okx hmac secret 0123456789".to_vec()),
+            passphrase: None,
         },
     ];
     assert_same(&loaded.records, &expected);
@@ -72,7 +74,7 @@ fn a_keystore_with_version_1_and_version_2_key_files_reads() {
     let okx = golden_in("keystore-v2", "keys/golden-okx.key");
     let meta_len = okx.len() - 24 - 33 - 16;
     assert_eq!(
-        format::encode_key_meta(&expected[1].meta).unwrap(),
+        format::encode_key_meta(&expected[1].meta, format::KEY_VERSION_PLAIN).unwrap(),
         okx[..meta_len]
     );
 }
@@ -111,6 +113,7 @@ fn a_keystore_written_by_an_independent_implementation_reads() {
                 format: None,
             },
             secret: Zeroizing::new(b"golden ed25519 secret bytes 0123456789".to_vec()),
+            passphrase: None,
         },
         KeyRecord {
             meta: KeyMeta {
@@ -121,6 +124,7 @@ fn a_keystore_written_by_an_independent_implementation_reads() {
                 format: None,
             },
             secret: Zeroizing::new((0..32).collect()),
+            passphrase: None,
         },
     ];
     assert_same(&loaded.records, &expected);
