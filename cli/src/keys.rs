@@ -1,4 +1,4 @@
-//! `import`, `generate`, `list`, `pubkey`, `remove`.
+//! `import`, `generate`, `list`, `pubkey`, `remove`, `passphrase`.
 
 use std::io::{self, Write as _};
 use std::path::PathBuf;
@@ -36,6 +36,26 @@ pub(crate) struct ImportArgs {
     /// okx, kucoin, bitget, kraken, coinbase-jwt or raw (the daemon's config may override it).
     #[arg(long, value_parser = crate::parse_format, value_name = "NAME")]
     format: Option<PayloadFormat>,
+    /// File holding the exchange API key's passphrase (KuCoin), stored sealed with the key
+    /// and only ever returned signed (`-` reads stdin). Not the PEM password
+    /// (--pem-passphrase-file). HMAC keys only.
+    #[arg(long, value_name = "PATH|-")]
+    api_passphrase_file: Option<PathBuf>,
+}
+
+/// `keyward passphrase`: store, replace or remove the exchange passphrase of an HMAC key.
+#[derive(Debug, Args)]
+pub(crate) struct PassphraseArgs {
+    /// Key name.
+    #[arg(add = crate::completions::key_names())]
+    name: String,
+    /// File holding the passphrase (`-` reads stdin; one trailing newline is dropped).
+    /// Without it, keyward asks on the terminal.
+    #[arg(long, value_name = "PATH|-", conflicts_with = "remove")]
+    file: Option<PathBuf>,
+    /// Remove the stored passphrase instead.
+    #[arg(long)]
+    remove: bool,
 }
 
 /// How an HMAC secret is written down.
@@ -55,6 +75,12 @@ impl ImportArgs {
         if self.secret_format.is_some() && !self.scheme.is_some_and(Scheme::is_hmac) {
             return Err(UsageError(
                 "--secret-format applies to HMAC secrets only (--scheme hmac-sha256 or hmac-sha512)"
+                    .into(),
+            ));
+        }
+        if self.api_passphrase_file.is_some() && !self.scheme.is_some_and(Scheme::is_hmac) {
+            return Err(UsageError(
+                "--api-passphrase-file applies to HMAC keys only (KuCoin: --scheme hmac-sha256)"
                     .into(),
             ));
         }
@@ -83,6 +109,16 @@ pub(crate) fn import(client: &mut Client, args: ImportArgs) -> anyhow::Result<()
         }
         None => None,
     };
+    let api_passphrase = match &args.api_passphrase_file {
+        Some(path) => Some(read_passphrase_file(path)?),
+        None => None,
+    };
+    if api_passphrase.is_some() && client.protocol_version() < 3 {
+        anyhow::bail!(
+            "keywardd speaks protocol version {}, which cannot store a passphrase (upgrade keywardd)",
+            client.protocol_version()
+        );
+    }
     let key = client.import(
         &args.name,
         args.scheme,
@@ -91,6 +127,20 @@ pub(crate) fn import(client: &mut Client, args: ImportArgs) -> anyhow::Result<()
         args.api_key,
         args.format,
     )?;
+    if let Some(passphrase) = api_passphrase
+        && let Err(err) = client.set_passphrase(&key.name, Some(passphrase))
+    {
+        // All or nothing: a key without the passphrase it was imported with would fail
+        // later, far from here. The error names no secret.
+        let undone = client.remove(&key.name);
+        return Err(anyhow::Error::new(err).context(match undone {
+            Ok(()) => format!("storing the passphrase of {} failed; the key was not kept", key.name),
+            Err(_) => format!(
+                "storing the passphrase of {} failed, and so did removing the key; run `keyward passphrase {}`",
+                key.name, key.name
+            ),
+        }));
+    }
     let mut out = io::stdout().lock();
     writeln!(
         out,
@@ -196,6 +246,42 @@ pub(crate) fn pubkey(client: &mut Client, name: &str) -> anyhow::Result<()> {
     io::stdout()
         .lock()
         .write_all(output::public_pem(&key)?.as_bytes())?;
+    Ok(())
+}
+
+/// Reads an exchange passphrase from a file: one trailing newline dropped, never empty.
+fn read_passphrase_file(path: &std::path::Path) -> anyhow::Result<SecretBytes> {
+    let raw = read_secret_file(path)?;
+    let passphrase = trim_newline(&raw);
+    if passphrase.is_empty() {
+        anyhow::bail!("{} holds no passphrase", path.display());
+    }
+    Ok(secret(passphrase))
+}
+
+pub(crate) fn passphrase(client: &mut Client, args: PassphraseArgs) -> anyhow::Result<()> {
+    let passphrase = if args.remove {
+        None
+    } else if let Some(path) = &args.file {
+        Some(read_passphrase_file(path)?)
+    } else {
+        let typed = Zeroizing::new(
+            rpassword::prompt_password(format!("Exchange passphrase of {}: ", args.name))
+                .context("there is no terminal to ask for the passphrase; give --file")?,
+        );
+        if typed.is_empty() {
+            anyhow::bail!("no passphrase given");
+        }
+        Some(secret(typed.as_bytes()))
+    };
+    let removed = passphrase.is_none();
+    client.set_passphrase(&args.name, passphrase)?;
+    let what = if removed {
+        "removed the passphrase of"
+    } else {
+        "stored the passphrase of"
+    };
+    writeln!(io::stdout().lock(), "{what} {}", args.name)?;
     Ok(())
 }
 

@@ -84,6 +84,9 @@ enum Command {
         #[arg(add = completions::key_names())]
         name: String,
     },
+    /// Store, replace or remove the exchange passphrase of an HMAC key (KuCoin), sealed with
+    /// the key; the daemon only ever returns it signed.
+    Passphrase(keys::PassphraseArgs),
     /// Delete a key.
     Remove {
         /// Key name.
@@ -279,6 +282,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List { json } => keys::list(&mut connect(socket)?, json),
         Command::Pubkey { name } => keys::pubkey(&mut connect(socket)?, &name),
         Command::Remove { name } => keys::remove(&mut connect_admin(socket)?, &name),
+        Command::Passphrase(args) => keys::passphrase(&mut connect_admin(socket)?, args),
         Command::Sign {
             name,
             payload,

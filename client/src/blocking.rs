@@ -253,6 +253,34 @@ impl Client {
         ops::expect_reloaded(response)
     }
 
+    /// Stores `passphrase` with the HMAC key `key`, sealed in its key file (`None` removes
+    /// it): KuCoin's API passphrase, which [`Self::sign_passphrase`] then signs (admin;
+    /// protocol version 3). The daemon never gives it back.
+    pub fn set_passphrase(
+        &mut self,
+        key: &str,
+        passphrase: Option<SecretBytes>,
+    ) -> Result<(), Error> {
+        let request = Request::SetPassphrase {
+            key: key.to_owned(),
+            passphrase,
+        };
+        let response = self.call(&request)?;
+        ops::expect_ok(response)
+    }
+
+    /// The key's HMAC of the passphrase stored with it: for a KuCoin key of version 2 or 3,
+    /// [`Signature::to_base64`](crate::Signature::to_base64) of it is the
+    /// `KC-API-PASSPHRASE` header. Fails with [`ErrorCode::NoPassphrase`](crate::ErrorCode::NoPassphrase)
+    /// when the key has none (whoever may sign with the key; protocol version 3).
+    pub fn sign_passphrase(&mut self, key: &str) -> Result<Signature, Error> {
+        let request = Request::SignPassphrase {
+            key: key.to_owned(),
+        };
+        let response = self.call(&request)?;
+        ops::expect_signature(response)
+    }
+
     /// Creates the keystore, protected by `passphrase` (admin).
     pub fn init(&mut self, passphrase: SecretBytes) -> Result<(), Error> {
         let response = self.call(&Request::Init { passphrase })?;
