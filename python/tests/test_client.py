@@ -25,6 +25,7 @@ from keys import (
 import keyward
 from keyward import ErrorCode
 from keyward import protocol as p
+from keyward.exchanges import kucoin
 
 ORDER = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&timestamp=1700000000000"
 
@@ -449,10 +450,19 @@ def test_a_version_2_daemon_is_spoken_to_in_version_2(tmp_path):
         with pytest.raises(keyward.ProtocolError) as caught:
             client.stats()
         assert caught.value.code == ErrorCode.UNSUPPORTED_VERSION
+        # Nor the stored passphrase (set or signed): version 3 requests too.
+        for call in (
+            lambda: client.sign_passphrase("k"),
+            lambda: client.set_passphrase("k", b"pp"),
+            lambda: kucoin.headers(client, "k", "GET", "/api/v1/accounts", api_key="id"),
+        ):
+            with pytest.raises(keyward.ProtocolError) as caught:
+                call()
+            assert caught.value.code == ErrorCode.UNSUPPORTED_VERSION
         with pytest.raises(keyward.RateLimitedError) as rate:
             client.sign("k", b"x")
         assert rate.value.retry_after_ms == 42
-        assert len(fake.received) == 3, "stats() must not reach a version 2 daemon"
+        assert len(fake.received) == 3, "version 3 calls must not reach a version 2 daemon"
         client.close()
     finally:
         fake.close()

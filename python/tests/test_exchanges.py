@@ -149,6 +149,59 @@ def test_kucoin_headers_reproduce_kucoins_example(daemon):
     }
 
 
+KUCOIN_PASSPHRASE = b"kucoin passphrase 4f9e"
+
+
+def test_kucoin_headers_sign_the_passphrase_stored_with_the_key(daemon):
+    # The passphrase goes in at import, from a file; the helper's default then asks the
+    # daemon for KC-API-PASSPHRASE, which must be base64(HMAC-SHA256(secret, passphrase))
+    # as KuCoin documents it for keys of version 2 and 3, computed here with hmac.
+    secret = b"f03a5284-5c39-4aaa-9b20-dea10bdcf8e3"
+    key = hmac_key("kucoin", "hmac-sha256", secret)
+    passphrase_file = daemon.write("kucoin-passphrase", KUCOIN_PASSPHRASE + b"\n")
+    daemon.import_key(
+        "kucoin",
+        key.material,
+        *key.import_args,
+        "--api-key",
+        API_KEY,
+        "--api-passphrase-file",
+        str(passphrase_file),
+    )
+    expected = base64.b64encode(hmac.new(secret, KUCOIN_PASSPHRASE, hashlib.sha256).digest())
+    request = ("POST", "/api/v1/deposit-addresses")
+    with daemon.client() as client:
+        headers = kucoin.headers(
+            client, "kucoin", *request, body='{"currency":"BTC"}', timestamp=1547015186532
+        )
+        assert headers["KC-API-PASSPHRASE"] == expected.decode()
+        assert headers["KC-API-SIGN"] == "7QP/oM0ykidMdrfNEUmng8eZjg/ZvPafjIqmxiVfYu4="
+        assert kucoin.signed_passphrase(client, "kucoin") == expected.decode()
+        # The old way still works: a value given is sent as it is.
+        given = kucoin.headers(client, "kucoin", *request, passphrase="pre-signed")
+        assert given["KC-API-PASSPHRASE"] == "pre-signed"
+        # An admin replaces it, then removes it: a clear error, no header.
+        client.set_passphrase("kucoin", b"another one")
+        assert kucoin.signed_passphrase(client, "kucoin") == base64.b64encode(
+            hmac.new(secret, b"another one", hashlib.sha256).digest()
+        ).decode()
+        client.set_passphrase("kucoin", None)
+        with pytest.raises(keyward.KeywardError) as refused:
+            kucoin.headers(client, "kucoin", *request)
+        assert refused.value.code == keyward.ErrorCode.NO_PASSPHRASE
+        assert "another one" not in str(refused.value)
+
+    async def use_async():
+        async with keyward.AsyncClient(daemon.socket) as client:
+            await client.set_passphrase("kucoin", KUCOIN_PASSPHRASE)
+            got = await kucoin.headers_async(client, "kucoin", *request)
+            assert got["KC-API-PASSPHRASE"] == expected.decode()
+            assert await kucoin.signed_passphrase_async(client, "kucoin") == expected.decode()
+
+    asyncio.run(use_async())
+    assert KUCOIN_PASSPHRASE.decode() not in daemon.log()
+
+
 @pytest.mark.parametrize(
     "module,names,stamp,expected",
     [

@@ -397,6 +397,12 @@ def expect_reloaded(response: p.Response) -> bool:
     raise unexpected(response, "reloaded")
 
 
+def expect_ok(response: p.Response) -> None:
+    if isinstance(response, p.OkResponse):
+        return None
+    raise unexpected(response, "ok")
+
+
 def read_frame_header(header: Union[bytes, bytearray]) -> int:
     """The body length of a response header, refusing one above 16 MiB before the body."""
     n = int.from_bytes(header, "big")

@@ -144,6 +144,23 @@ class AsyncClient:
             core.RELOAD_FRAME, lambda body: core.expect_reloaded(core.decode(body))
         )
 
+    async def sign_passphrase(self, key: str) -> bytes:
+        """The key's HMAC of the passphrase stored with it (``KC-API-PASSPHRASE`` of a KuCoin
+        key of version 2 or 3 is its base64). A key without one raises
+        :class:`~keyward.KeywardError` with code ``NO_PASSPHRASE``. Whoever may sign with the
+        key may ask; protocol version 3."""
+        core.check_version("sign-passphrase", self._version)
+        frame = core.frame_of(p.encode_request(p.SignPassphraseRequest(key)))
+        return await self._call(frame, core.expect_signature_body)
+
+    async def set_passphrase(self, key: str, passphrase: Optional[bytes]) -> None:
+        """Stores ``passphrase`` with the HMAC key ``key``, sealed in its key file; ``None``
+        removes it. The daemon never returns it, only :meth:`sign_passphrase` of it (admin;
+        protocol version 3)."""
+        core.check_version("set-passphrase", self._version)
+        frame = core.frame_of(p.encode_request(p.SetPassphraseRequest(key, passphrase)))
+        await self._call(frame, lambda body: core.expect_ok(core.decode(body)))
+
     @property
     def protocol_version(self) -> int:
         """The protocol version agreed with the daemon: 3, or 2 with an older daemon."""

@@ -38,7 +38,15 @@ class Info:
     key: str
 
 
-Op = Union[Sign, Info]
+@dataclass(frozen=True)
+class SignPassphrase:
+    """Ask the daemon to sign the passphrase stored with ``key``; answered with the raw
+    signature (protocol version 3)."""
+
+    key: str
+
+
+Op = Union[Sign, Info, SignPassphrase]
 Helper = Generator[Op, Any, T]
 
 
@@ -50,6 +58,8 @@ def run(client: Client, helper: "Helper[T]") -> T:
             op = helper.send(answer)
             if isinstance(op, Sign):
                 answer = client.sign(op.key, op.payload)
+            elif isinstance(op, SignPassphrase):
+                answer = client.sign_passphrase(op.key)
             else:
                 answer = _find(client.list(), op.key)
     except StopIteration as done:
@@ -65,6 +75,8 @@ async def run_async(client: AsyncClient, helper: "Helper[T]") -> T:
             op = helper.send(answer)
             if isinstance(op, Sign):
                 answer = await client.sign(op.key, op.payload)
+            elif isinstance(op, SignPassphrase):
+                answer = await client.sign_passphrase(op.key)
             else:
                 answer = _find(await client.list(), op.key)
     except StopIteration as done:
@@ -187,13 +199,18 @@ def prefixed_headers(
     path: str,
     query: str,
     body: str,
-    passphrase: str,
+    passphrase: Optional[str],
     api_key: Optional[str],
     extra: Optional[Dict[str, str]] = None,
 ) -> "Helper[Dict[str, str]]":
     """OKX, KuCoin, Bitget: sign :func:`prefixed_string` and return the four headers named
-    ``names`` (key, sign, timestamp, passphrase), base64 signature, then ``extra``."""
+    ``names`` (key, sign, timestamp, passphrase), base64 signature, then ``extra``.
+    ``passphrase=None``: base64 of the daemon's signature of the passphrase stored with the
+    key (KuCoin), fetched before the request is signed."""
     signed = prefixed_string(stamp, method, path, query, body)
+    if passphrase is None:
+        stored = yield SignPassphrase(key)
+        passphrase = base64.b64encode(stored).decode("ascii")
     info = yield Info(key)
     key_id = api_key_of(info, api_key)
     signature = yield Sign(key, signed.encode("utf-8"))
