@@ -403,6 +403,17 @@ mod tests {
         );
         assert!(check_version(&Request::Stats, 2).is_err());
         assert!(check_version(&Request::Stats, 3).is_ok());
+        // The stored passphrase's requests are version 3 too: a version 2 connection never
+        // sends them.
+        let sign = Request::SignPassphrase { key: "k".into() };
+        let set = Request::SetPassphrase {
+            key: "k".into(),
+            passphrase: None,
+        };
+        for request in [&sign, &set] {
+            assert!(check_version(request, 2).is_err(), "{request:?}");
+            assert!(check_version(request, 3).is_ok(), "{request:?}");
+        }
         assert!(check_version(&Request::List, 2).is_ok());
     }
 

@@ -16,6 +16,7 @@ mod audit;
 mod audit_ops;
 mod config;
 mod formats;
+mod kucoin_passphrase;
 mod monitoring;
 mod orders;
 mod payload;
