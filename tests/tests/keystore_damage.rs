@@ -246,7 +246,8 @@ fn an_unknown_format_version_is_named_and_nothing_is_written() {
     // A key file of a later version: that key is named, the others load.
     let key_file = fixture.key_file("bravo");
     let original_key = read(&key_file);
-    // Key files are version 2 (the payload format); the header is still version 1.
+    // Key files without a stored passphrase are version 2 (the payload format; version 3
+    // seals a passphrase too); the header is still version 1.
     assert_eq!(&original_key[..12], b"KWKEY\0\0\0\0\0\0\x02");
     let mut future_key = original_key.clone();
     future_key[8..12].copy_from_slice(&7u32.to_be_bytes());
@@ -258,7 +259,7 @@ fn an_unknown_format_version_is_named_and_nothing_is_written() {
     assert_eq!(
         out.stdout_text(),
         "unlocked: 2 keys\nwarning: key bravo could not be read: \
-         unsupported keystore format version 7 (this keyward reads versions up to 2)\n"
+         unsupported keystore format version 7 (this keyward reads versions up to 3)\n"
     );
     let good: Vec<TestKey> = fixture
         .keys
