@@ -220,6 +220,33 @@ impl Signer {
             Signer::Hmac { key, .. } => Ok(hmac::sign(key, payload).as_ref().to_vec()),
         }
     }
+    /// Signs `message` that is itself a secret (a passphrase stored with the key), then wipes
+    /// the stack the signature used. AWS-LC's HMAC keeps the message's last partial block in
+    /// its context, which aws-lc-rs holds on the calling thread's stack: without the wipe a
+    /// whole short passphrase stays there, in a dead frame, until the stack is reused (found
+    /// by tests/tests/memory.rs after `lock`).
+    pub(crate) fn sign_secret(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        let signature = sign_out_of_line(self, message);
+        wipe_stack();
+        signature
+    }
+}
+
+/// [`Signer::sign`] in a frame of its own, so that everything the signature puts on the stack
+/// lies below the caller's frame, where [`wipe_stack`] reaches.
+#[inline(never)]
+fn sign_out_of_line(signer: &Signer, message: &[u8]) -> Result<Vec<u8>, SignError> {
+    signer.sign(message)
+}
+
+/// Zeroes the 16 KiB of stack below the caller's frame: far more than an HMAC signature
+/// uses, and a small part of a connection thread's stack (server.rs, `CONNECTION_STACK`).
+#[inline(never)]
+fn wipe_stack() {
+    use zeroize::Zeroize as _;
+    let mut scratch = [0u8; 16 * 1024];
+    scratch.zeroize();
+    std::hint::black_box(&scratch);
 }
 
 /// `SHA256:` + unpadded base64 of SHA-256 over the SPKI DER, as `ssh-keygen -l` prints.

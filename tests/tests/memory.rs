@@ -31,6 +31,10 @@ struct Keys {
     pems: Vec<(String, &'static str, PathBuf, KeySecrets)>,
     /// (name, scheme, secret file, secret, `--secret-format`) of the HMAC keys.
     hmacs: Vec<(String, &'static str, PathBuf, Vec<u8>, &'static str)>,
+    /// An exchange passphrase stored with the first HMAC key (`keyward passphrase`), and
+    /// the file that holds it.
+    exchange_passphrase: Vec<u8>,
+    exchange_passphrase_file: PathBuf,
 }
 
 fn unique_name(prefix: &str) -> String {
@@ -103,7 +107,16 @@ fn make_keys(dir: &Path) -> Keys {
         std::fs::write(&path, written).unwrap();
         hmacs.push((unique_name(prefix), scheme, path, secret, format));
     }
-    Keys { pems, hmacs }
+    // Longer than KuCoin allows (32), so that a scan's 32-byte run can find it.
+    let exchange_passphrase = hex(&random_bytes(24)).into_bytes();
+    let exchange_passphrase_file = dir.join("exchange.passphrase");
+    std::fs::write(&exchange_passphrase_file, &exchange_passphrase).unwrap();
+    Keys {
+        pems,
+        hmacs,
+        exchange_passphrase,
+        exchange_passphrase_file,
+    }
 }
 
 /// Everything that must not be in memory after `lock`, plus the name marker.
@@ -132,6 +145,8 @@ fn needles(keys: &Keys, passphrases: &[&[u8]], derived: &[(Vec<u8>, Vec<u8>)]) -
         let exchange = name.split('-').nth(1).unwrap();
         needles.add_both_orders(&format!("{scheme} secret ({exchange})"), secret);
     }
+    // In memory while unlocked (the key signs it), like the keys; gone after lock.
+    needles.add_both_orders("exchange passphrase (KuCoin)", &keys.exchange_passphrase);
     for (i, passphrase) in passphrases.iter().enumerate() {
         needles.add_both_orders(&format!("passphrase {i}"), passphrase);
     }
@@ -189,6 +204,7 @@ fn sign_with_every_key(daemon: &Daemon, keys: &Keys) {
     for (name, ..) in &keys.hmacs {
         daemon.sign(name, b"symbol=BTCUSDT&timestamp=1", &[]);
     }
+    daemon.client().sign_passphrase(&keys.hmacs[0].0).unwrap();
 }
 
 #[test]
@@ -221,6 +237,14 @@ fn after_lock_the_daemons_memory_holds_no_key_and_after_unlock_no_passphrase() {
     for (name, scheme, path, _, format) in &keys.hmacs {
         daemon.import(name, path, &["--scheme", scheme, "--secret-format", format]);
     }
+    daemon
+        .keyward([
+            "passphrase",
+            &keys.hmacs[0].0,
+            "--file",
+            keys.exchange_passphrase_file.to_str().unwrap(),
+        ])
+        .success();
     sign_with_every_key(&daemon, &keys);
     let derived_old = derive_keys(store.path(), &old);
     let needles_old = needles(&keys, &[&old, &new], std::slice::from_ref(&derived_old));

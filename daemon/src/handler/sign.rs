@@ -71,7 +71,7 @@ pub(super) async fn sign_passphrase(
     daemon.touch();
     let scheme = key_entry.signer.scheme();
     let signature = key_entry
-        .with_passphrase(|passphrase| passphrase.map(|p| key_entry.signer.sign(p)))
+        .with_passphrase(|passphrase| passphrase.map(|p| key_entry.signer.sign_secret(p)))
         // Removed by an admin between the check and now.
         .ok_or_else(|| no_passphrase(&key))?
         .map_err(Failure::from)?;
