@@ -542,6 +542,18 @@ fn without_audit_required_an_unwritable_log_is_reported_once_and_signing_goes_on
     let signatures: Vec<_> = (0..3)
         .map(|_| client.sign("ed", payload).unwrap())
         .collect();
+    // Without audit_required nothing waits for the writer thread: its failure is logged
+    // when it gets to the records, possibly after the signatures were answered.
+    wait_for_log(&daemon, "AUDIT LOG WRITE FAILED", 1);
+    // Every record failed, and was counted, yet the failure was logged once.
+    let started = Instant::now();
+    while audit_failures(&daemon) < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "records not tried"
+        );
+        sleep(Duration::from_millis(20));
+    }
     let log = daemon.log();
     assert_eq!(
         log.matches("AUDIT LOG WRITE FAILED").count(),
@@ -557,4 +569,12 @@ fn without_audit_required_an_unwritable_log_is_reported_once_and_signing_goes_on
         signatures[2].as_bytes(),
     )]);
     assert_eq!(dev_full_mode(), Some(mode), "the daemon changed /dev/full");
+}
+
+/// The daemon's count of audit records the disk refused (`keyward stats`).
+fn audit_failures(daemon: &Daemon) -> u64 {
+    let out = daemon.keyward(["stats"]);
+    out.success();
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    stats["audit_failures"].as_u64().unwrap()
 }
