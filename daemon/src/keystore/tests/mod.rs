@@ -6,6 +6,7 @@
 mod behaviour;
 mod crash_child;
 mod memory_scan;
+mod nonces;
 mod vectors;
 
 use std::collections::BTreeMap;
