@@ -36,6 +36,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
+pub mod disk;
 pub mod hostile;
 pub mod keystore;
 pub mod raw;

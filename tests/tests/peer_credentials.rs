@@ -378,3 +378,79 @@ fn groups_a_peer_gains_after_connect_grant_nothing() {
         "{replies:?}"
     );
 }
+
+/// Admin requests from a user the daemon serves but who is no admin: uid 65534 may sign with
+/// its key, and is refused every admin request by its uid, whatever the file permissions;
+/// made an admin in the config (`admin_uids`), the same uid may. (The policy tests check
+/// the same for socket-group members; this is the peer-credential side.)
+#[test]
+fn a_served_uid_that_is_no_admin_is_refused_every_admin_request() {
+    if !can_switch_uid("a_served_uid_that_is_no_admin_is_refused_every_admin_request") {
+        return;
+    }
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("keywardd.toml");
+    fs::write(&config, format!("[keys.ed]\nallow_uids = [{OTHER_UID}]\n")).unwrap();
+    let daemon = Daemon::start(&["--config", config.to_str().unwrap()]);
+    daemon.generate("ed", "ed25519");
+    let keyward = keyward_for_everyone(&daemon);
+    daemon.open_permissions_to_everyone();
+    let readable = |name: &str, bytes: &[u8]| {
+        let path = daemon.write(name, bytes);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let pass = readable("pass", b"not-an-admin-passphrase\n");
+    let pass2 = readable("pass2", b"not-an-admin-new-passphrase\n");
+    let secret = readable("secret", b"not-an-admin-may-not-import-this");
+
+    let signed = keyward_as_other_uid(&keyward, daemon.socket(), &["sign", "ed", "a=1"]);
+    signed.success();
+    let admin: [(&[&str], &str); 7] = [
+        (&["generate", "x", "--scheme", "ed25519"], "generate"),
+        (
+            &["import", "x", "--file", &secret, "--scheme", "hmac-sha256"],
+            "import",
+        ),
+        (&["remove", "ed"], "remove"),
+        (&["lock"], "lock"),
+        (&["unlock", "--passphrase-file", &pass], "unlock"),
+        (&["init", "--passphrase-file", &pass], "init"),
+        (
+            &[
+                "passwd",
+                "--passphrase-file",
+                &pass,
+                "--new-passphrase-file",
+                &pass2,
+            ],
+            "change-passphrase",
+        ),
+    ];
+    for (args, kind) in admin {
+        let out = keyward_as_other_uid(&keyward, daemon.socket(), args);
+        let line = out.error_line(4);
+        assert!(
+            line.contains(&format!("uid {OTHER_UID} may not {kind}")),
+            "{args:?}: {line}"
+        );
+    }
+    // Nothing changed: one key, still signing for its user.
+    let list = daemon.keyward(["list", "--json"]);
+    list.success();
+    assert!(!list.stdout_text().contains("\"x\""), "{list:#?}");
+    keyward_as_other_uid(&keyward, daemon.socket(), &["sign", "ed", "a=2"]).success();
+    drop(daemon);
+
+    // The refusal was the admin check: as an admin, the same uid generates.
+    fs::write(&config, format!("[daemon]\nadmin_uids = [{OTHER_UID}]\n")).unwrap();
+    let daemon = Daemon::start(&["--config", config.to_str().unwrap()]);
+    let keyward = keyward_for_everyone(&daemon);
+    daemon.open_permissions_to_everyone();
+    keyward_as_other_uid(
+        &keyward,
+        daemon.socket(),
+        &["generate", "x", "--scheme", "ed25519"],
+    )
+    .success();
+}

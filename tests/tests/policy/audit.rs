@@ -578,3 +578,102 @@ fn audit_failures(daemon: &Daemon) -> u64 {
     let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
     stats["audit_failures"].as_u64().unwrap()
 }
+
+/// The second, independent guard of `audit_required` (the first is the /dev/full test
+/// above): on a real file system that fills up while the daemon runs. While the log can be
+/// written, every signature's record is on disk before the signature is answered; once the
+/// disk is full no signature is answered; once space is back, signing resumes. Needs a tmpfs
+/// of its own (root with CAP_SYS_ADMIN, as in CI); without one, only the first part runs.
+#[test]
+fn with_audit_required_signing_follows_the_logs_disk_as_it_fills_and_frees() {
+    let test = "with_audit_required_signing_follows_the_logs_disk_as_it_fills_and_frees";
+    let config_dir = tempfile::tempdir().unwrap();
+    let mount = keyward_tests::disk::Tmpfs::mount(&config_dir.path().join("fs"), 64, test);
+    let log_dir = match &mount {
+        Some(mount) => mount.path().to_owned(),
+        None => config_dir.path().to_owned(),
+    };
+    let log_path = log_dir.join("audit.log");
+    let config = ConfigFile::new(&format!(
+        "[daemon]\naudit_log = \"{}\"\naudit_required = true\n",
+        log_path.display()
+    ));
+    let daemon = start(&config);
+    daemon.generate("ed", "ed25519");
+    let mut client = daemon.client();
+    let allowed_signs = || {
+        fs::read_to_string(&log_path)
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains("\"decision\":\"allow\"") && line.contains("\"sign"))
+            .count()
+    };
+    for n in 1..=3 {
+        client.sign("ed", fresh("a=1").as_bytes()).unwrap();
+        assert_eq!(
+            allowed_signs(),
+            2 * n - 1,
+            "a signature answered unrecorded"
+        );
+        client
+            .sign_batch("ed", &[fresh("a=1").as_bytes(), fresh("b=2").as_bytes()])
+            .unwrap();
+        assert_eq!(allowed_signs(), 2 * n, "a batch answered unrecorded");
+    }
+    let Some(mount) = mount else {
+        return;
+    };
+
+    mount.fill();
+    // The log's last page may still have room for a few records: sign until the first
+    // refusal, which must come within a page's worth of records.
+    let mut signed_on_full_disk = 0;
+    loop {
+        match client.sign("ed", fresh("a=1").as_bytes()) {
+            Ok(_) => signed_on_full_disk += 1,
+            Err(err) => {
+                assert_eq!(daemon_error(&err).0, ErrorCode::Unavailable, "{err}");
+                break;
+            }
+        }
+        assert!(
+            signed_on_full_disk < 64,
+            "a full disk never stopped signing"
+        );
+    }
+    let recorded = allowed_signs();
+    assert_eq!(
+        recorded,
+        6 + signed_on_full_disk,
+        "a signature answered unrecorded"
+    );
+    for _ in 0..3 {
+        let message = refused_with(
+            client.sign("ed", fresh("a=1").as_bytes()),
+            ErrorCode::Unavailable,
+        );
+        assert!(message.contains("audit"), "{message}");
+        refused_with(
+            client.sign_batch("ed", &[fresh("a=1").as_bytes()]),
+            ErrorCode::Unavailable,
+        );
+    }
+    assert_eq!(allowed_signs(), recorded, "the log grew on a full disk");
+    assert_eq!(
+        daemon.log().matches("AUDIT LOG WRITE FAILED").count(),
+        1,
+        "{}",
+        daemon.log()
+    );
+
+    mount.free();
+    client.sign("ed", fresh("a=1").as_bytes()).unwrap();
+    assert_eq!(allowed_signs(), recorded + 1);
+    assert!(
+        daemon.log().contains("audit log writable again"),
+        "{}",
+        daemon.log()
+    );
+    drop(client);
+    drop(daemon);
+}

@@ -264,3 +264,59 @@ fn a_denied_parameter_cannot_hide_in_binance_query_plus_body_concatenation() {
         assert!(message.contains("address"), "{total}: {message}");
     }
 }
+
+/// The second, independent guard of the timestamp window (the first is the Binance test
+/// above): on another format (KuCoin's `timestamp + method + path + body`), through `sign`
+/// and `sign_batch`, and over time. A payload that signs now is refused once the window has
+/// passed, so fresh signatures cannot be stockpiled for later replay.
+#[test]
+fn a_payload_fresh_now_is_refused_once_its_window_has_passed() {
+    const WINDOW_MS: u64 = 1500;
+    let config = ConfigFile::new(&format!(
+        "[keys.windowed]\nformat = \"kucoin\"\ntimestamp_window_ms = {WINDOW_MS}\n\n\
+         [keys.open]\nformat = \"kucoin\"\n"
+    ));
+    let daemon = start(&config);
+    daemon.generate("windowed", "ed25519");
+    daemon.generate("open", "ed25519");
+    let mut client = daemon.client();
+    let at = |ms: u64| format!("{ms}GET/api/v1/accounts");
+
+    let now = now_ms();
+    let stockpiled = at(now);
+    client.sign("windowed", stockpiled.as_bytes()).unwrap();
+    // Inside the window on both sides.
+    client.sign("windowed", at(now - 1000).as_bytes()).unwrap();
+    client.sign("windowed", at(now + 1000).as_bytes()).unwrap();
+    client
+        .sign_batch(
+            "windowed",
+            &[stockpiled.as_bytes(), at(now + 500).as_bytes()],
+        )
+        .unwrap();
+
+    sleep(Duration::from_millis(WINDOW_MS + 300));
+    let message = refused_with(
+        client.sign("windowed", stockpiled.as_bytes()),
+        ErrorCode::PolicyViolation,
+    );
+    assert!(
+        message.contains("ms from the daemon's clock; this key allows ±1500 ms"),
+        "{message}"
+    );
+    // One stale payload refuses the whole batch, wherever it is.
+    let fresh_now = at(now_ms());
+    for batch in [
+        [stockpiled.as_bytes(), fresh_now.as_bytes()],
+        [fresh_now.as_bytes(), stockpiled.as_bytes()],
+    ] {
+        refused_with(
+            client.sign_batch("windowed", &batch),
+            ErrorCode::PolicyViolation,
+        );
+    }
+    // The refusal is the window's: the same payloads sign with a key without one, and a
+    // fresh one still signs with the windowed key.
+    client.sign("open", stockpiled.as_bytes()).unwrap();
+    client.sign("windowed", fresh_now.as_bytes()).unwrap();
+}

@@ -103,3 +103,37 @@ fn a_burst_beyond_the_bucket_is_rate_limited_until_it_refills() {
         signature.as_bytes(),
     )]);
 }
+
+/// The second, independent guard of the rate limit (the first is the test above): the bucket
+/// belongs to the key, not to the connection, and a batch takes one token per payload. Two
+/// connections share one key's burst of 4; the refill (one token per 10 s) is too slow to
+/// matter during the test.
+#[test]
+fn connections_share_a_keys_bucket_and_a_batch_takes_a_token_per_payload() {
+    let config = ConfigFile::new(
+        "[keys.shared]\nrate_per_sec = 0.1\nburst = 4\n\n\
+         [keys.other]\nrate_per_sec = 0.1\nburst = 4\n",
+    );
+    let daemon = start(&config);
+    daemon.generate("shared", "ed25519");
+    daemon.generate("other", "ed25519");
+    let payload = b"symbol=BTCUSDT&side=BUY&timestamp=1700000000000";
+    let mut first = daemon.client();
+    let mut second = daemon.client();
+
+    // Three tokens in one batch, the fourth from another connection: the bucket is empty.
+    first.sign_batch("shared", &[&payload[..]; 3]).unwrap();
+    second.sign("shared", payload).unwrap();
+    for client in [&mut first, &mut second] {
+        let message = refused_with(client.sign("shared", payload), ErrorCode::RateLimited);
+        assert!(retry_ms(&message) > 5000, "one token at 0.1/s: {message}");
+    }
+    // A third connection is no way around it.
+    refused_with(
+        daemon.client().sign("shared", payload),
+        ErrorCode::RateLimited,
+    );
+    // Another key with the same limit has its own full bucket: a batch of 4 passes once.
+    second.sign_batch("other", &[&payload[..]; 4]).unwrap();
+    refused_with(second.sign("other", payload), ErrorCode::RateLimited);
+}
