@@ -26,6 +26,9 @@ mod payload;
 mod peer;
 mod policy;
 mod private_dir;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod properties;
 mod refusals;
 mod reload;
 mod server;
