@@ -42,7 +42,7 @@ impl PassphraseSource {
         } else {
             prompt_tty(prompt, confirm)?
         };
-        if secret.is_empty() {
+        if secret.expose().is_empty() {
             return Err(UsageError("the passphrase is empty".into()).into());
         }
         Ok(secret)
@@ -70,4 +70,30 @@ fn prompt_tty(prompt: &str, confirm: bool) -> anyhow::Result<SecretBytes> {
         }
     }
     Ok(SecretBytes::new(first.as_bytes().to_vec()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// An empty passphrase is refused before anything is sent: `init` must not make a
+    /// keystore anyone can open, and a stray newline must not count as a passphrase.
+    #[test]
+    fn an_empty_first_line_is_refused_and_the_first_line_is_the_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |contents: &[u8]| {
+            let path = dir.path().join("passphrase");
+            std::fs::write(&path, contents).unwrap();
+            PassphraseSource::from_file(path).read("Passphrase", false)
+        };
+        for empty in [&b""[..], b"\n", b"\r\n", b"\nsecond line"] {
+            let err = read(empty).expect_err("an empty passphrase was accepted");
+            assert_eq!(format!("{err:#}"), "the passphrase is empty", "{empty:?}");
+        }
+        assert_eq!(
+            read(b"pass phrase\r\nnext").unwrap().expose(),
+            b"pass phrase"
+        );
+    }
 }

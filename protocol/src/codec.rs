@@ -34,14 +34,9 @@ impl fmt::Display for DecodeError {
     }
 }
 
-impl std::error::Error for DecodeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            DecodeError::Frame(err) => Some(err),
-            _ => None,
-        }
-    }
-}
+// No `source()`: the Display text already says everything, the frame error's included, so
+// an error chain (`{:#}`, anyhow) printing sources too would say it twice.
+impl std::error::Error for DecodeError {}
 
 impl From<FrameError> for DecodeError {
     fn from(err: FrameError) -> Self {
@@ -195,5 +190,43 @@ mod tests {
         let decoded = decode_request(body(&frame)).unwrap();
         assert_eq!(decoded, request);
         assert!(!format!("{decoded:?}").contains("horse"));
+    }
+
+    /// These texts reach people: the CLI and the clients print them as the cause of a
+    /// refused frame or message. Each is one line, says what was wrong, and is said once in
+    /// an error chain.
+    #[test]
+    fn error_texts_are_pinned_and_said_once_in_a_chain() {
+        use std::error::Error as _;
+        let cases: [(DecodeError, &str); 5] = [
+            (
+                FrameError::TooLarge {
+                    len: 70_000,
+                    max: 65_536,
+                }
+                .into(),
+                "frame of 70000 bytes exceeds the limit of 65536 bytes",
+            ),
+            (FrameError::Empty.into(), "empty frame"),
+            (
+                DecodeError::Invalid("unexpected end of input".into()),
+                "malformed message: unexpected end of input",
+            ),
+            (
+                DecodeError::TrailingBytes(3),
+                "3 unexpected bytes after the message",
+            ),
+            (
+                DecodeError::NonCanonical,
+                "message is not in its canonical encoding",
+            ),
+        ];
+        for (err, text) in cases {
+            assert_eq!(err.to_string(), text);
+            assert!(
+                err.source().is_none(),
+                "{text}: would print twice in a chain"
+            );
+        }
     }
 }

@@ -19,16 +19,6 @@ impl SecretBytes {
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
-
-    /// Number of secret bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True when there are no bytes.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl From<Vec<u8>> for SecretBytes {
