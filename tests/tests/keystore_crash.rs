@@ -1,34 +1,54 @@
 //! Crash safety with the real daemon: keywardd is killed with SIGKILL in the middle of a
-//! stream of imports, generates, removes and a `passwd`, ten times at different moments.
+//! stream of imports, generates, removes and a `passwd`, fifty times at random moments.
 //! After every kill a new daemon on the same keystore unlocks with the old or the new
 //! passphrase (the new one whenever `passwd` was acknowledged), and every key is whole (it
 //! signs, and the signature verifies under its recorded public key) or absent: every
 //! acknowledged import or generate is there, every acknowledged remove is gone, and `status`
-//! reports no unreadable key.
+//! reports no unreadable key. Temporary files a crash left behind are deleted when the
+//! daemon starts (once older than a minute, fsio::TEMP_MAX_AGE: a younger one may belong to
+//! a write in flight); younger ones are ignored.
+//!
+//! The kill times and where the `passwd` falls come from a seeded generator: the seed is
+//! printed, and `KEYWARD_CRASH_SEED=N` replays a run.
 // Helpers outside #[test] functions may unwrap too: a panic there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use keyward_client::{Client, ErrorCode, KeyInfo, KeyKind, SecretBytes};
 use keyward_tests::Daemon;
 use keyward_tests::keystore::{KeystoreDir, TestKey, make_key, spki_pem};
 use keyward_tests::verify::{Check, assert_python_verifies_all};
 
-const ITERATIONS: usize = 10;
-/// When each iteration's kill comes, after its stream of operations starts. They cover the
-/// passphrase change (about 0.3 s from a few tens of ms in) and the imports around it.
-const KILL_AFTER_MS: [u64; ITERATIONS] = [3, 260, 45, 120, 480, 20, 330, 80, 190, 400];
-/// Before which operation of the stream the passphrase change comes: early in some rounds
+const ITERATIONS: usize = 50;
+/// The latest a kill comes after its round's stream starts. The passphrase change takes
+/// about 0.3 s from a few tens of ms in; imports and generates a few ms each.
+const MAX_KILL_AFTER_MS: u64 = 500;
+/// The latest operation before which the passphrase change comes: early in some rounds
 /// (the kill is likely to cut it off), late in others (the kill cuts off an import, a
 /// generate or a remove instead).
-const PASSWD_AT: [usize; ITERATIONS] = [2, 3, 40, 4, 2, 30, 5, 60, 3, 100];
+const MAX_PASSWD_AT: u64 = 120;
 /// Operations planned per round (more than any round gets through before its kill).
 const OPS_PER_ROUND: usize = 150;
 const PAYLOAD: &[u8] = b"symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=9000&timestamp=1";
+/// Prefix of the keystore's temporary files (daemon/src/keystore/fsio.rs).
+const TEMP_PREFIX: &str = ".kw-tmp-";
+
+/// xorshift64*: reproducible from its seed, and enough to spread kills over time.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
 
 /// What the test knows about a key name it has asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +165,7 @@ fn verify(
         .collect();
     assert_eq!(status.keys as usize, listed.len());
     // Every file in keys/ that is not a leftover temporary file is a key that loaded.
-    let files: Vec<String> = std::fs::read_dir(daemon_keystore_keys(scratch))
+    let files: Vec<String> = fs::read_dir(daemon_keystore_keys(scratch))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .filter(|name| !name.starts_with(".kw-tmp-"))
@@ -200,7 +220,7 @@ fn verify(
             // A generated key whose acknowledgement was cut off: check it against the public
             // key it has now, which proves its halves belong together.
             let path = scratch.join(format!("{name}.pub.pem"));
-            std::fs::write(&path, spki_pem(info.public_key.as_deref().unwrap())).unwrap();
+            fs::write(&path, spki_pem(info.public_key.as_deref().unwrap())).unwrap();
             entry.verify_key = Some(path);
             entry.public_key.clone_from(&info.public_key);
         }
@@ -217,6 +237,68 @@ fn verify(
     assert_python_verifies_all(&checks);
 }
 
+/// The temporary files in the keystore directory and its keys/ directory.
+fn temp_files(scratch: &Path) -> Vec<PathBuf> {
+    let keystore = scratch.join("keystore");
+    [keystore.clone(), keystore.join("keys")]
+        .iter()
+        .flat_map(|dir| fs::read_dir(dir).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(TEMP_PREFIX))
+        })
+        .collect()
+}
+
+/// Ages what the kill left behind past the daemon's one-minute grace, plants one more
+/// old temporary file in each directory (as a kill mid-write leaves, whether or not this
+/// one did) and one young one in keys/; returns the old ones (which the next start must
+/// delete) and the young one (which it must leave, and never load).
+fn plant_temp_files(scratch: &Path, round: usize) -> (Vec<PathBuf>, PathBuf) {
+    let keystore = scratch.join("keystore");
+    for dir in [&keystore, &keystore.join("keys")] {
+        fs::write(
+            dir.join(format!("{TEMP_PREFIX}planted{round:02}")),
+            b"half a key",
+        )
+        .unwrap();
+    }
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    let aged = temp_files(scratch);
+    for path in &aged {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let young = keystore
+        .join("keys")
+        .join(format!("{TEMP_PREFIX}young{round:02}"));
+    fs::write(&young, b"a write in flight").unwrap();
+    (aged, young)
+}
+
+/// After a start: the old temporary files are gone, the young one is still there (it is
+/// deleted once old, at a later start).
+fn assert_temp_files_cleaned(scratch: &Path, aged: &[PathBuf], young: &Path, round: usize) {
+    let left: Vec<PathBuf> = temp_files(scratch);
+    for path in aged {
+        assert!(
+            !left.contains(path),
+            "round {round}: {} survived a start",
+            path.display()
+        );
+    }
+    assert!(
+        left.iter().any(|p| p == young),
+        "round {round}: a young temporary file was deleted"
+    );
+}
+
 fn daemon_keystore_keys(scratch: &Path) -> PathBuf {
     scratch.join("keystore").join("keys")
 }
@@ -224,6 +306,21 @@ fn daemon_keystore_keys(scratch: &Path) -> PathBuf {
 #[test]
 fn a_daemon_killed_mid_write_leaves_every_key_whole_or_absent_and_one_passphrase_working() {
     let started = Instant::now();
+    let seed = std::env::var("KEYWARD_CRASH_SEED")
+        .ok()
+        .map(|text| text.parse().expect("KEYWARD_CRASH_SEED is a number"))
+        .unwrap_or_else(|| {
+            u64::try_from(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos(),
+            )
+            .unwrap_or(1)
+        })
+        | 1;
+    eprintln!("KEYWARD_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
     let store = KeystoreDir::new();
     let scratch = store.scratch().to_path_buf();
     assert_eq!(store.path(), scratch.join("keystore"));
@@ -244,6 +341,7 @@ fn a_daemon_killed_mid_write_leaves_every_key_whole_or_absent_and_one_passphrase
     let mut pending: Option<usize> = None;
     let mut known: BTreeMap<String, Known> = BTreeMap::new();
     let mut stats = BTreeMap::<&'static str, usize>::new();
+    let mut kill_times = Vec::new();
 
     let daemon = Daemon::start_with_keystore(store.path(), &[]);
     daemon
@@ -251,8 +349,12 @@ fn a_daemon_killed_mid_write_leaves_every_key_whole_or_absent_and_one_passphrase
         .success();
     drop(daemon);
 
+    let mut planted: Option<(Vec<PathBuf>, PathBuf)> = None;
     for round in 0..ITERATIONS {
         let mut daemon = Daemon::start_with_keystore(store.path(), &[]);
+        if let Some((aged, young)) = planted.take() {
+            assert_temp_files_cleaned(&scratch, &aged, &young, round);
+        }
         // Unlock: the new passphrase if its change may have happened, else the current one.
         let candidates: Vec<Vec<u8>> = match pending.take() {
             Some(new) => vec![passphrase(new), passphrase(current)],
@@ -277,7 +379,9 @@ fn a_daemon_killed_mid_write_leaves_every_key_whole_or_absent_and_one_passphrase
         // The stream: imports and generates of every kind, a remove of an earlier key, and
         // one passphrase change a few operations in.
         let next = current + 1;
-        let passwd_at = PASSWD_AT[round];
+        let passwd_at = usize::try_from(rng.below(MAX_PASSWD_AT)).unwrap();
+        let kill_after = rng.below(MAX_KILL_AFTER_MS + 1);
+        kill_times.push(kill_after);
         let mut removable: Vec<String> = known
             .iter()
             .filter(|(_, k)| k.expect == Expect::Present)
@@ -309,7 +413,7 @@ fn a_daemon_killed_mid_write_leaves_every_key_whole_or_absent_and_one_passphrase
         let socket = daemon.socket().to_path_buf();
         let current_passphrase = passphrase(current);
         let worker = thread::spawn(move || run_ops(socket, current_passphrase, ops));
-        thread::sleep(Duration::from_millis(KILL_AFTER_MS[round]));
+        thread::sleep(Duration::from_millis(kill_after));
         daemon.kill();
         let done = worker.join().unwrap();
 
@@ -347,7 +451,7 @@ fn a_daemon_killed_mid_write_leaves_every_key_whole_or_absent_and_one_passphrase
                         Ok(Some(info)) => {
                             let public = info.public_key.clone().unwrap();
                             let path = scratch.join(format!("{name}.pub.pem"));
-                            std::fs::write(&path, spki_pem(&public)).unwrap();
+                            fs::write(&path, spki_pem(&public)).unwrap();
                             (Some(path), Some(public))
                         }
                         _ => (None, None),
@@ -387,15 +491,18 @@ fn a_daemon_killed_mid_write_leaves_every_key_whole_or_absent_and_one_passphrase
             }
         }
         eprintln!(
-            "round {round}: killed after {} ms, {} operations done, cut off {cut_off}",
-            KILL_AFTER_MS[round],
+            "round {round}: killed after {kill_after} ms, passwd before op {passwd_at}, \
+             {} operations done, cut off {cut_off}",
             done.iter().filter(|(_, r)| r.is_ok()).count()
         );
         *stats.entry(cut_off).or_default() += 1;
+        planted = Some(plant_temp_files(&scratch, round));
     }
 
     // The last kill, checked too.
     let mut daemon = Daemon::start_with_keystore(store.path(), &[]);
+    let (aged, young) = planted.take().unwrap();
+    assert_temp_files_cleaned(&scratch, &aged, &young, ITERATIONS);
     let candidates: Vec<Vec<u8>> = match pending {
         Some(new) => vec![passphrase(new), passphrase(current)],
         None => vec![passphrase(current)],
@@ -408,9 +515,12 @@ fn a_daemon_killed_mid_write_leaves_every_key_whole_or_absent_and_one_passphrase
         .values()
         .filter(|k| k.expect == Expect::Present)
         .count();
+    kill_times.sort_unstable();
     eprintln!(
-        "{ITERATIONS} kills in {:.1} s; {present} keys present at the end; {stats:?}",
-        started.elapsed().as_secs_f64()
+        "{ITERATIONS} kills in {:.1} s (seed {seed}; kills at {:?} ms); {present} keys \
+         present at the end; {stats:?}",
+        started.elapsed().as_secs_f64(),
+        kill_times
     );
     assert!(present > 20, "too few operations completed to prove much");
 }
