@@ -247,6 +247,53 @@ mod tests {
         assert_eq!(err.code(), None);
     }
 
+    /// Each reason a connect fails has its own advice, and the OS error, an I/O error and
+    /// a malformed frame stay reachable as the source (cargo mutants found these unchecked).
+    #[test]
+    fn each_connect_failure_says_what_it_means_and_sources_are_kept() {
+        let connect = |kind| {
+            Error::Connect {
+                path: "/s".into(),
+                source: io::Error::from(kind),
+            }
+            .to_string()
+        };
+        let texts = [
+            connect(io::ErrorKind::NotFound),
+            connect(io::ErrorKind::ConnectionRefused),
+            connect(io::ErrorKind::PermissionDenied),
+            connect(io::ErrorKind::Other),
+        ];
+        assert!(
+            texts[0].starts_with("no keywardd socket at /s"),
+            "{}",
+            texts[0]
+        );
+        assert!(
+            texts[1].starts_with("nothing is listening on /s"),
+            "{}",
+            texts[1]
+        );
+        assert!(
+            texts[2].starts_with("permission denied connecting to /s"),
+            "{}",
+            texts[2]
+        );
+        assert!(
+            texts[3].starts_with("cannot connect to keywardd at /s"),
+            "{}",
+            texts[3]
+        );
+
+        let io_err = Error::Io(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(io_err.source().is_some());
+        let protocol = Error::Protocol(DecodeError::TrailingBytes(1));
+        assert_eq!(
+            protocol.source().map(ToString::to_string).as_deref(),
+            Some("1 unexpected bytes after the message")
+        );
+    }
+
     #[test]
     fn daemon_errors_show_the_daemons_message_and_code() {
         let err = Error::Daemon {
