@@ -26,7 +26,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(_) => {
-            let header = stream.first_chunk::<HEADER_LEN>().expect("errors need a header");
+            let header = stream
+                .first_chunk::<HEADER_LEN>()
+                .expect("errors need a header");
             assert!(body_len(*header, max).is_err());
         }
     }

@@ -31,7 +31,10 @@ mod daemon {
     pub(crate) mod signer;
 }
 // The daemon's modules say `crate::payload`, `crate::signer`, ...: the same paths here.
-use daemon::{config, config_doc, failure, import, keyring, keystore, os, payload, peer, policy, private_dir, signer};
+use daemon::{
+    config, config_doc, failure, import, keyring, keystore, os, payload, peer, policy, private_dir,
+    signer,
+};
 
 pub use keyward_protocol::PayloadFormat;
 
@@ -98,7 +101,11 @@ pub fn decimal(data: &[u8]) {
         return;
     };
     let printed = a.to_string();
-    assert_eq!(payload::Decimal::parse(&printed).as_ref(), Ok(&a), "{left:?}");
+    assert_eq!(
+        payload::Decimal::parse(&printed).as_ref(),
+        Ok(&a),
+        "{left:?}"
+    );
     if let Ok(b) = payload::Decimal::parse(right) {
         let product = a.mul(&b);
         assert_eq!(product, b.mul(&a));
@@ -138,7 +145,10 @@ pub fn payload(format: PayloadFormat, data: &[u8]) {
         let judged = payload::judge(Some(format), data, &rules, ctx);
         // Whatever does not parse is refused: the rules never judge bytes of unknown shape.
         if parsed.is_err() {
-            assert!(judged.is_err(), "{format:?}: judged a payload that does not parse");
+            assert!(
+                judged.is_err(),
+                "{format:?}: judged a payload that does not parse"
+            );
         }
     }
 }
