@@ -23,17 +23,19 @@ mod daemon {
     pub(crate) mod import;
     pub(crate) mod keyring;
     pub(crate) mod keystore;
+    pub(crate) mod limits;
     pub(crate) mod os;
     pub(crate) mod payload;
     pub(crate) mod peer;
     pub(crate) mod policy;
     pub(crate) mod private_dir;
     pub(crate) mod signer;
+    pub(crate) mod stats;
 }
 // The daemon's modules say `crate::payload`, `crate::signer`, ...: the same paths here.
 use daemon::{
-    config, config_doc, failure, import, keyring, keystore, os, payload, peer, policy, private_dir,
-    signer,
+    config, config_doc, failure, import, keyring, keystore, limits, os, payload, peer, policy,
+    private_dir, signer, stats,
 };
 
 pub use keyward_protocol::PayloadFormat;
