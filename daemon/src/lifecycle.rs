@@ -241,10 +241,10 @@ impl Lifecycle {
             )));
         }
         let passphrase = match passphrase {
-            Some(p) if p.is_empty() || p.len() > MAX_PASSPHRASE_LEN => {
+            Some(p) if p.expose().is_empty() || p.expose().len() > MAX_PASSPHRASE_LEN => {
                 return Err(Failure::bad_request(format!(
                     "the passphrase must be 1 to {MAX_PASSPHRASE_LEN} bytes, not {}",
-                    p.len()
+                    p.expose().len()
                 )));
             }
             // One exact-size zeroizing copy; the request's own is zeroized when dropped.
