@@ -637,6 +637,16 @@ mod tests {
         }
     }
 
+    /// Records a sign request of [`peer`] with `decision` and `reason`.
+    fn record(
+        log: &AuditLog,
+        decision: Decision,
+        reason: &str,
+        wait: Wait,
+    ) -> Result<(), AuditUnavailable> {
+        log.record(&peer(), &subject(), decision, reason, Duration::ZERO, wait)
+    }
+
     fn lines(path: &Path) -> Vec<Value> {
         std::fs::read_to_string(path)
             .unwrap()
@@ -656,15 +666,7 @@ mod tests {
         )
         .unwrap();
         let log = AuditLog::open(&path, false, true, DEFAULT_TIMEOUT).unwrap();
-        log.record(
-            &peer(),
-            &subject(),
-            Decision::Allow,
-            "",
-            Duration::ZERO,
-            Wait::ForDisk,
-        )
-        .unwrap();
+        record(&log, Decision::Allow, "", Wait::ForDisk).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let last = text.lines().last().unwrap();
         let record: Value = serde_json::from_str(last).unwrap();
@@ -677,49 +679,17 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let log = AuditLog::open(&path, false, false, DEFAULT_TIMEOUT).unwrap();
         for i in 0..10 {
-            log.record(
-                &peer(),
-                &subject(),
-                Decision::Allow,
-                &i.to_string(),
-                Duration::ZERO,
-                Wait::No,
-            )
-            .unwrap();
+            record(&log, Decision::Allow, &i.to_string(), Wait::No).unwrap();
         }
         log.flush();
         let rotated = dir.path().join("audit.jsonl.1");
         std::fs::rename(&path, &rotated).unwrap();
-        log.record(
-            &peer(),
-            &subject(),
-            Decision::Deny,
-            "before",
-            Duration::ZERO,
-            Wait::No,
-        )
-        .unwrap();
+        record(&log, Decision::Deny, "before", Wait::No).unwrap();
         log.reopen().unwrap();
-        log.record(
-            &peer(),
-            &subject(),
-            Decision::Deny,
-            "after",
-            Duration::ZERO,
-            Wait::No,
-        )
-        .unwrap();
+        record(&log, Decision::Deny, "after", Wait::No).unwrap();
         // A reload without a rotation reopens the same file: no blank line either.
         log.reopen().unwrap();
-        log.record(
-            &peer(),
-            &subject(),
-            Decision::Deny,
-            "again",
-            Duration::ZERO,
-            Wait::No,
-        )
-        .unwrap();
+        record(&log, Decision::Deny, "again", Wait::No).unwrap();
         log.flush();
         let old: Vec<String> = lines(&rotated)
             .iter()
@@ -750,15 +720,7 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         let err = log.reopen().unwrap_err();
         assert!(err.contains("cannot reopen the audit log"), "{err}");
-        log.record(
-            &peer(),
-            &subject(),
-            Decision::Allow,
-            "",
-            Duration::ZERO,
-            Wait::No,
-        )
-        .unwrap();
+        record(&log, Decision::Allow, "", Wait::No).unwrap();
         log.flush();
         assert_eq!(log.failed(), 0);
     }
@@ -770,32 +732,12 @@ mod tests {
         }
         let required =
             AuditLog::open(Path::new("/dev/full"), false, true, DEFAULT_TIMEOUT).unwrap();
-        assert!(
-            required
-                .record(
-                    &peer(),
-                    &subject(),
-                    Decision::Allow,
-                    "",
-                    Duration::ZERO,
-                    Wait::ForDisk
-                )
-                .is_err()
-        );
+        assert!(record(&required, Decision::Allow, "", Wait::ForDisk).is_err());
         assert_eq!(required.failed(), 1);
         let optional =
             AuditLog::open(Path::new("/dev/full"), false, false, DEFAULT_TIMEOUT).unwrap();
         for _ in 0..3 {
-            optional
-                .record(
-                    &peer(),
-                    &subject(),
-                    Decision::Allow,
-                    "",
-                    Duration::ZERO,
-                    Wait::ForDisk,
-                )
-                .unwrap();
+            record(&optional, Decision::Allow, "", Wait::ForDisk).unwrap();
         }
         optional.flush();
         assert_eq!(optional.failed(), 3);
@@ -819,17 +761,7 @@ mod tests {
         let started = Instant::now();
         let mut refused = 0;
         for _ in 0..5 {
-            if required
-                .record(
-                    &peer(),
-                    &subject(),
-                    Decision::Allow,
-                    &big,
-                    Duration::ZERO,
-                    Wait::ForDisk,
-                )
-                .is_err()
-            {
+            if record(&required, Decision::Allow, &big, Wait::ForDisk).is_err() {
                 refused += 1;
             }
         }
@@ -845,16 +777,7 @@ mod tests {
         let optional = AuditLog::open(&fifo, false, false, timeout).unwrap();
         let started = Instant::now();
         for _ in 0..(2 * QUEUE_CAPACITY) {
-            optional
-                .record(
-                    &peer(),
-                    &subject(),
-                    Decision::Allow,
-                    "",
-                    Duration::ZERO,
-                    Wait::ForDisk,
-                )
-                .unwrap();
+            record(&optional, Decision::Allow, "", Wait::ForDisk).unwrap();
         }
         assert!(
             started.elapsed() < Duration::from_secs(2),
@@ -867,16 +790,7 @@ mod tests {
         let large = AuditLog::open(&fifo, true, false, timeout).unwrap();
         let mib = "y".repeat(1024 * 1024);
         for _ in 0..40 {
-            large
-                .record(
-                    &peer(),
-                    &subject(),
-                    Decision::Allow,
-                    &mib,
-                    Duration::ZERO,
-                    Wait::No,
-                )
-                .unwrap();
+            record(&large, Decision::Allow, &mib, Wait::No).unwrap();
         }
         let queued = 40 - large.dropped();
         assert!(
