@@ -238,13 +238,13 @@ pub(crate) fn enforce_key_policy(
             per_sec: f64::from(per_minute) / 60.0,
             burst: per_minute,
         });
+    let orders = u32::try_from(orders).unwrap_or(u32::MAX);
     if let Some(limit) = order_limit {
-        let n = u32::try_from(orders).unwrap_or(u32::MAX);
-        if n > limit.burst {
+        if orders > limit.burst {
             return Err(Failure::new(
                 ErrorCode::PolicyViolation,
                 format!(
-                    "orders_per_minute: {n} orders exceed key {key:?}'s limit of {} a minute",
+                    "orders_per_minute: {orders} orders exceed key {key:?}'s limit of {} a minute",
                     limit.burst
                 ),
             ));
@@ -252,7 +252,7 @@ pub(crate) fn enforce_key_policy(
         // Checked (not taken) first: a signature refused by the order limit should not
         // also spend the signature rate limit, and the reverse.
         rates
-            .check_orders(key, limit, n, now)
+            .check_orders(key, limit, orders, now)
             .map_err(|wait| orders_refusal(key, limit, wait))?;
     }
     if let Some(limit) = rules.rate {
@@ -272,9 +272,8 @@ pub(crate) fn enforce_key_policy(
             .map_err(|wait| rate_refusal(key, limit, wait))?;
     }
     if let Some(limit) = order_limit {
-        let n = u32::try_from(orders).unwrap_or(u32::MAX);
         rates
-            .take_orders(key, limit, n, now)
+            .take_orders(key, limit, orders, now)
             .map_err(|wait| orders_refusal(key, limit, wait))?;
     }
     Ok(())

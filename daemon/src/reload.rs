@@ -1,5 +1,6 @@
-//! Reloading the config file while serving. SIGHUP calls [`reload`]; so will any other way
-//! of asking for a reload, so that every way reports the same outcome.
+//! Reloading the config file while serving. SIGHUP and the `Reload` request (`keyward
+//! reload`, which the unit's `ExecReload=` runs) both call [`reload`], so that every way
+//! reports the same outcome; only the request has someone to answer.
 //!
 //! Only the policy part of the file reloads: the `[daemon]` section (socket, keystore,
 //! audit log, limits) is read at start, and a change there is reported, not applied.
