@@ -141,6 +141,41 @@ impl LocalKey {
         }
     }
 
+    /// The private material [`LocalKey::from_material`] takes back: PKCS#8 PEM, or an HMAC
+    /// secret. For the bare signer, which runs in another process.
+    pub(crate) fn material(&self) -> &[u8] {
+        &self.material
+    }
+
+    /// The same key again, from [`LocalKey::material`].
+    pub(crate) fn from_material(scheme: BenchScheme, material: &[u8]) -> anyhow::Result<LocalKey> {
+        let bad = |err: aws_lc_rs::error::KeyRejected| {
+            anyhow::anyhow!("cannot read the {} key: {err}", scheme.label())
+        };
+        let signer = if scheme == BenchScheme::HmacSha256 {
+            Signer::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, material)))
+        } else {
+            let (label, der) = pem_rfc7468::decode_vec(material)
+                .map_err(|err| anyhow::anyhow!("cannot read a PEM key: {err}"))?;
+            anyhow::ensure!(label == "PRIVATE KEY", "not a PKCS#8 key: {label}");
+            match scheme {
+                BenchScheme::Ed25519 => Signer::Ed25519(
+                    Ed25519KeyPair::from_pkcs8(&der).map_err(|e| anyhow::anyhow!("{e}"))?,
+                ),
+                BenchScheme::EcdsaP256 => Signer::EcdsaP256(
+                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                ),
+                _ => Signer::Rsa(RsaKeyPair::from_pkcs8(&der).map_err(bad)?),
+            }
+        };
+        Ok(LocalKey {
+            scheme,
+            signer,
+            material: material.to_vec(),
+        })
+    }
+
     /// Imports this key into the daemon under `name`.
     pub(crate) fn import(&self, client: &mut Client, name: &str) -> anyhow::Result<()> {
         let scheme = (self.scheme == BenchScheme::HmacSha256).then_some(Scheme::HmacSha256);

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod bare;
 mod daemon;
 mod echo;
 mod keys;
@@ -55,6 +56,11 @@ enum Command {
     Bench(Options),
     /// Hidden: the far end of the socket floor measurement (see [`echo`]).
     EchoServer(PathBuf),
+    /// Hidden: the bare signer, the least an out-of-process signer costs (see [`bare`]).
+    BareSigner {
+        socket: PathBuf,
+        keydir: PathBuf,
+    },
     /// Hidden: signs against an already running keywardd, for a profiler attached to it.
     Load(run::Load),
     Help,
@@ -77,6 +83,14 @@ fn parse_args() -> anyhow::Result<Command> {
             Some("--echo-server") => {
                 let path = args.next().context("--echo-server needs a path")?;
                 return Ok(Command::EchoServer(path.into()));
+            }
+            Some("--bare-signer") => {
+                let socket = args.next().context("--bare-signer needs a socket path")?;
+                let keydir = args.next().context("--bare-signer needs a key directory")?;
+                return Ok(Command::BareSigner {
+                    socket: socket.into(),
+                    keydir: keydir.into(),
+                });
             }
             Some("--load") => {
                 let mut next = |what: &str| -> anyhow::Result<String> {
@@ -110,6 +124,7 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Help => emit(&format!("{USAGE}\n")),
         Command::EchoServer(path) => echo::serve(&path),
+        Command::BareSigner { socket, keydir } => bare::serve(&socket, &keydir),
         Command::Load(load) => load.run(),
         Command::Bench(options) => run::run(&options.plan())
             .map(|report| {

@@ -51,12 +51,24 @@ pub(crate) struct SchemeLatency {
     pub(crate) scheme: &'static str,
     pub(crate) keywardd: Summary,
     pub(crate) in_process: Summary,
+    /// The same signature from the bare signer (bare.rs): the least a signer in another
+    /// process costs on this machine.
+    pub(crate) bare_signer: Summary,
+    /// The bare signer again, with a client that polls for the answer instead of sleeping
+    /// (RSA only): what is left when nothing has to wake the client.
+    pub(crate) bare_signer_polling: Option<Summary>,
 }
 
 impl SchemeLatency {
     /// What the daemon adds to a signature, at the median.
     pub(crate) fn overhead_p50_us(&self) -> f64 {
         self.keywardd.p50_us - self.in_process.p50_us
+    }
+
+    /// What keywardd adds beyond the bare signer, at the median: its own cost (framing,
+    /// decoding, lookup, policy, audit, answer), without what any out-of-process signer pays.
+    pub(crate) fn beyond_bare_p50_us(&self) -> f64 {
+        self.keywardd.p50_us - self.bare_signer.p50_us
     }
 }
 
@@ -273,7 +285,7 @@ impl Report {
 
         let _ = writeln!(
             out,
-            "\nOne signature, µs (interleaved rounds, same key in-process and in keywardd)"
+            "\nOne signature, µs (interleaved rounds, same key in-process, in keywardd and in the bare signer)"
         );
         let mut table = Table::new(&[
             "",
@@ -282,6 +294,8 @@ impl Report {
             "in-process p50",
             "p99",
             "overhead p50",
+            "bare signer p50",
+            "keywardd − bare",
             "ssh-agent p50",
             "p99",
         ]);
@@ -289,6 +303,8 @@ impl Report {
             "socket floor (64 B ping-pong)".into(),
             us(self.floor.p50_us),
             us(self.floor.p99_us),
+            "-".into(),
+            "-".into(),
             "-".into(),
             "-".into(),
             "-".into(),
@@ -308,11 +324,42 @@ impl Report {
                 us(latency.in_process.p50_us),
                 us(latency.in_process.p99_us),
                 us(latency.overhead_p50_us()),
+                us(latency.bare_signer.p50_us),
+                us(latency.beyond_bare_p50_us()),
                 agent.map_or("-".into(), |a| us(a.ssh_agent.p50_us)),
                 agent.map_or("-".into(), |a| us(a.ssh_agent.p99_us)),
             ]);
         }
         out.push_str(&table.render());
+
+        let polled: Vec<_> = self
+            .latency
+            .iter()
+            .filter_map(|l| l.bare_signer_polling.map(|polling| (l, polling)))
+            .collect();
+        if !polled.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nThe bare signer (bare.rs) with a client that sleeps in read() and one that polls, µs (same rounds)"
+            );
+            let mut table = Table::new(&[
+                "",
+                "in-process p50",
+                "client sleeps p50",
+                "client polls p50",
+                "wake-up cost",
+            ]);
+            for (latency, polling) in polled {
+                table.row(vec![
+                    latency.scheme.into(),
+                    us(latency.in_process.p50_us),
+                    us(latency.bare_signer.p50_us),
+                    us(polling.p50_us),
+                    us(latency.bare_signer.p50_us - polling.p50_us),
+                ]);
+            }
+            out.push_str(&table.render());
+        }
 
         if let Some(python) = &self.python {
             let _ = writeln!(
