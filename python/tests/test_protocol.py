@@ -382,6 +382,86 @@ def test_the_fast_signature_decoder_is_as_strict_as_the_codec():
             _core.expect_signature_body(bad)
 
 
+SIGN_KEYS = ["k", "binance-hmac", "é-ключ", "n" * 127, "n" * 128, "m" * 300]
+SIGN_LENGTHS = [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 64 * 1024, 0x1FFFFF, 0x200000]
+
+
+@pytest.mark.parametrize("key", SIGN_KEYS)
+def test_the_fast_sign_encoder_equals_the_codec_for_every_length(key):
+    """Its per-key prefix cache and its own length encoding against the generic encoder, at
+    each width of the name's and the payload's varints (1, 2, 3 and 4 bytes)."""
+    from keyward import _core
+
+    for n in SIGN_LENGTHS:
+        data = bytes(range(256)) * (n // 256) + bytes(range(n % 256))
+        frame = p.frame(p.encode_request(p.SignRequest(key, data)), p.MAX_RESPONSE_FRAME)
+        for payload in (data, bytearray(data), memoryview(data)):
+            # Twice: the first builds the key's prefix, the second takes it from the cache.
+            assert _core.sign_frame(key, payload) == frame, (key, n, type(payload))
+            assert _core.sign_frame(key, payload) == frame, (key, n, type(payload))
+    text = "price=0.1&note=" + "é" * 100
+    assert _core.sign_frame(key, text) == _core.sign_frame(key, text.encode())
+
+
+def test_the_fast_sign_encoder_refuses_what_the_codec_refuses():
+    from keyward import _core
+
+    class Name(str):
+        pass
+
+    # A str subclass is encoded as its text, and never cached.
+    frame = p.frame(p.encode_request(p.SignRequest("sub", b"x")))
+    assert _core.sign_frame(Name("sub"), b"x") == frame
+    assert all(type(cached) is str for cached in _core._SIGN_HEADS)
+    with pytest.raises(AttributeError):
+        _core.sign_frame(b"bytes-key", b"x")  # type: ignore[arg-type]
+    with pytest.raises(UnicodeEncodeError):
+        _core.sign_frame("\ud800", b"x")
+    with pytest.raises(TypeError):
+        _core.sign_frame("k", 42)  # type: ignore[arg-type]
+
+
+def test_the_sign_prefix_cache_stays_bounded():
+    from keyward import _core
+
+    for i in range(3 * _core._SIGN_HEADS_MAX):
+        name = f"key-{i}"
+        assert _core.sign_frame(name, b"p") == p.frame(p.encode_request(p.SignRequest(name, b"p")))
+        assert len(_core._SIGN_HEADS) <= _core._SIGN_HEADS_MAX
+
+
+@pytest.mark.parametrize("name", sorted(RESPONSES))
+def test_the_fast_signature_decoder_equals_the_codec_on_every_response(name):
+    """Whatever the response, the fast path answers what decoding it in full answers: the
+    signature of a Signature, else the same error."""
+    from keyward import _core
+
+    body = whole_frame(read(name))
+    try:
+        expected = _core.expect_signature(_core.decode(body))
+    except keyward.KeywardError as err:
+        with pytest.raises(type(err)) as caught:
+            _core.expect_signature_body(body)
+        assert (caught.value.code, str(caught.value)) == (err.code, str(err))
+    else:
+        assert _core.expect_signature_body(body) == expected
+
+
+@pytest.mark.parametrize("scheme", list(p.Scheme))
+@pytest.mark.parametrize("n", [0, 1, 32, 64, 0x7F, 0x80, 256, 512, 0x4000])
+def test_the_fast_signature_decoder_equals_the_codec_for_every_length(scheme, n):
+    from keyward import _core
+
+    signature = bytes(range(256)) * (n // 256) + bytes(range(n % 256))
+    body = p.encode_response(p.SignatureResponse(scheme, signature))
+    assert _core.expect_signature_body(body) == signature
+    for bad in (body + b"\x00", body[:-1] if n else body + b"\x01"):
+        with pytest.raises(p.DecodeError):
+            _core.decode(bad)
+        with pytest.raises(p.DecodeError):
+            _core.expect_signature_body(bad)
+
+
 def test_secrets_are_not_in_reprs():
     text = repr(REQUESTS["request-05-import-encrypted-pem.bin"]) + repr(
         REQUESTS["request-12-change-passphrase.bin"]

@@ -8,7 +8,7 @@ import pwd
 import socket
 import stat
 import struct
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import protocol as p
 from .errors import (
@@ -215,17 +215,41 @@ def payload_bytes(payload: Payload) -> bytes:
     raise TypeError(f"a payload is bytes or str, not {type(payload).__name__}")
 
 
-_SIGN_HEAD = struct.Struct(">IBB")
-
-
 def sign_frame(key: str, payload: Payload) -> bytes:
-    """The whole frame of ``Sign`` (the hot path, built without the generic encoder)."""
-    name = key.encode("utf-8")
+    """The whole frame of ``Sign``, the hot path: the codec encodes each key's name once;
+    a frame is then its cached prefix, the payload's length and the payload, joined."""
+    head = _SIGN_HEADS.get(key) if type(key) is str else None
+    pack1, pack2, prefix = head or _sign_head(key)
     data = payload if type(payload) is bytes else payload_bytes(payload)
-    n, m = len(name), len(data)
-    if n < 0x80 and m < 0x80:
-        return _SIGN_HEAD.pack(n + m + 3, 1, n) + name + bytes((m,)) + data
-    return frame_of(p.encode_request(p.SignRequest(key, data)))
+    m = len(data)
+    if m < 0x80:
+        return pack1(len(prefix) + 1 + m, prefix, m) + data
+    if m < 0x4000:
+        return pack2(len(prefix) + 2 + m, prefix, (m & 0x7F) | 0x80, m >> 7) + data
+    length = p._varint(m)
+    return b"".join((_HEADER.pack(len(prefix) + len(length) + m), prefix, length, data))
+
+
+#: Per key name: packers of the frame header, the prefix and a payload length of one and of
+#: two bytes (as a varint), and the prefix: what every ``Sign`` frame of that key starts with
+#: (variant 1 and the name, encoded by the codec itself). Bounded: a bot uses a handful of names, and a client fed ever new names
+#: only starts over. Shared by every client and thread: a dict's get and set are atomic, and
+#: two threads that miss at once only both build the same entry.
+_SignHead = Tuple[Callable[..., bytes], Callable[..., bytes], bytes]
+_SIGN_HEADS: Dict[str, _SignHead] = {}
+_SIGN_HEADS_MAX = 256
+
+
+def _sign_head(key: str) -> _SignHead:
+    # The body of an empty payload is the prefix and the payload's length, 0.
+    prefix = p.encode_request(p.SignRequest(key, b""))[:-1]
+    n = len(prefix)
+    head = (struct.Struct(f">I{n}sB").pack, struct.Struct(f">I{n}sBB").pack, prefix)
+    if type(key) is str:  # not a subclass, whose hash or equality could be its own
+        if len(_SIGN_HEADS) >= _SIGN_HEADS_MAX:
+            _SIGN_HEADS.clear()
+        _SIGN_HEADS[key] = head
+    return head
 
 
 def sign_batch_frame(key: str, payloads: Iterable[Payload]) -> Tuple[bytes, int]:
