@@ -62,6 +62,8 @@ class FakeDaemon:
         self.hellos: List[int] = []
         self.received: List[bytes] = []
         self.connections = 0
+        #: The connection being served, for a test to write to or shut unasked.
+        self.conn: Optional[socket.socket] = None
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(path))
         self.listener.listen(16)
@@ -75,6 +77,7 @@ class FakeDaemon:
             except OSError:
                 return
             self.connections += 1
+            self.conn = conn
             with conn:
                 if not self._hello(conn):
                     continue

@@ -343,6 +343,9 @@ def test_a_client_that_sat_past_the_idle_timeout_reconnects_and_signs(make_daemo
     client.close()
 
 
+SIGNATURE = p.frame(p.encode_response(p.SignatureResponse(p.Scheme.ED25519, b"s" * 64)))
+
+
 def test_a_request_that_may_have_been_processed_is_not_sent_again(tmp_path):
     """The daemon read the request and closed without answering: the client cannot know
     whether it was signed, so it raises instead of sending it a second time."""
@@ -422,6 +425,27 @@ def test_a_response_larger_than_the_read_buffer_and_bytes_after_a_response(tmp_p
         # does not keep the second for the next call.
         with pytest.raises(keyward.ProtocolError):
             client.call(p.StatusRequest())
+        client.close()
+    finally:
+        fake.close()
+
+
+@pytest.mark.parametrize("cut", [1, 4, 5, len(SIGNATURE) - 1])
+def test_an_answer_that_arrives_in_pieces(tmp_path, cut):
+    """The first read finds part of the header, the header alone, or part of the body: the
+    client reads on to the whole frame (its one-read fast path does not apply)."""
+
+    def answer(body):
+        assert fake.conn is not None
+        fake.conn.sendall(SIGNATURE[:cut])
+        time.sleep(0.05)
+        return SIGNATURE[cut:]
+
+    fake = FakeDaemon(tmp_path / "fake.sock", answer)
+    try:
+        client = keyward.Client(fake.path)
+        assert client.sign("k", b"order") == b"s" * 64
+        assert client.sign("k", b"order") == b"s" * 64
         client.close()
     finally:
         fake.close()
