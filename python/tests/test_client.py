@@ -346,6 +346,37 @@ def test_a_client_that_sat_past_the_idle_timeout_reconnects_and_signs(make_daemo
 SIGNATURE = p.frame(p.encode_response(p.SignatureResponse(p.Scheme.ED25519, b"s" * 64)))
 
 
+@pytest.mark.parametrize("daemon_does", ["speaks", "closes"])
+def test_a_connection_the_daemon_used_while_idle_is_replaced_before_the_request(
+    tmp_path, caplog, daemon_does
+):
+    """Between two calls the daemon writes unasked on the connection (as it does before its
+    idle close) and keeps it open, or closes it without a word: the next request goes, once,
+    on a new connection, and what the daemon said is logged, not returned as the answer."""
+    fake = FakeDaemon(tmp_path / "fake.sock", lambda body: SIGNATURE)
+    try:
+        client = keyward.Client(fake.path)
+        assert client.sign("k", b"order-1") == b"s" * 64
+        assert fake.conn is not None
+        if daemon_does == "speaks":
+            notice = p.ErrorResponse(ErrorCode.UNAVAILABLE, "closed after 1s (unasked)")
+            fake.conn.sendall(p.frame(p.encode_response(notice)))
+        else:
+            fake.conn.shutdown(socket.SHUT_RDWR)
+        with caplog.at_level("DEBUG", logger="keyward"):
+            assert client.sign("k", b"order-2") == b"s" * 64
+        said = "closed after 1s (unasked)" if daemon_does == "speaks" else "end of stream"
+        assert said in caplog.text
+        assert fake.connections == 2
+        assert fake.received == [
+            p.encode_request(p.SignRequest("k", b"order-1")),
+            p.encode_request(p.SignRequest("k", b"order-2")),
+        ]
+        client.close()
+    finally:
+        fake.close()
+
+
 def test_a_request_that_may_have_been_processed_is_not_sent_again(tmp_path):
     """The daemon read the request and closed without answering: the client cannot know
     whether it was signed, so it raises instead of sending it a second time."""

@@ -49,6 +49,8 @@ class AsyncClient:
         self.timeout: Optional[float] = timeout
         self._lock: Optional[asyncio.Lock] = None
         self._sock: Optional[socket.socket] = None
+        # The idle check's poll of the connection in `_sock`: set with it, used while it is.
+        self._readable: core.Poll = core.not_connected
         self._closed = False
         self._max_frame = p.DEFAULT_MAX_FRAME
         self._version = p.PROTOCOL_VERSION
@@ -208,7 +210,7 @@ class AsyncClient:
                 raise UnavailableError("this keyward.AsyncClient is closed")
             await self._connect()
             fresh = True
-        elif core.closed_by_daemon(self._sock):
+        elif self._readable(0) and core.closed_by_daemon(self._sock):
             # Closed while idle (idle_timeout_secs, or a restart), and nothing of this
             # request was sent: send it on a new connection. See keyward.Client._send.
             await self._connect()
@@ -238,9 +240,11 @@ class AsyncClient:
             except OSError as err:
                 raise core.connect_error(self.path, err) from None
             core.check_trust(sock, self.path)
+            readable = core.idle_watch(sock)
         except BaseException:
             sock.close()
             raise
+        self._readable = readable
         self._sock = sock
         for version, hello in core.HELLO_FRAMES.items():
             try:

@@ -56,6 +56,8 @@ class Client:
         self.timeout: Optional[float] = timeout
         self._lock = threading.Lock()
         self._sock: Optional[socket.socket] = None
+        # The idle check's poll of the connection in `_sock`: set with it, used while it is.
+        self._readable: core.Poll = core.not_connected
         self._closed = False
         self._max_frame = p.DEFAULT_MAX_FRAME
         self._version = p.PROTOCOL_VERSION
@@ -204,10 +206,11 @@ class Client:
                 raise UnavailableError("this keyward.Client is closed")
             self._connect()
             fresh = True
-        elif core.closed_by_daemon(self._sock):
+        elif self._readable(0) and core.closed_by_daemon(self._sock):
             # Closed while idle (idle_timeout_secs, or a restart), and nothing of this
             # request was sent: send it on a new connection instead of reading the daemon's
-            # idle notice as its answer.
+            # idle notice as its answer. (The poll is the cheap first half of the same
+            # check: see core.idle_watch.)
             self._connect()
             fresh = True
         core.check_size(frame, self._max_frame)
@@ -242,9 +245,11 @@ class Client:
             except OSError as err:
                 raise core.connect_error(self.path, err) from None
             core.check_trust(sock, self.path)
+            readable = core.idle_watch(sock)
         except BaseException:
             sock.close()
             raise
+        self._readable = readable
         self._sock = sock
         for version, hello in core.HELLO_FRAMES.items():
             try:
