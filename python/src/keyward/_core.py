@@ -259,8 +259,8 @@ def sign_frame(key: str, payload: Payload) -> bytes:
 
 #: Per key name: packers of the frame header, the prefix and a payload length of one and of
 #: two bytes (as a varint), and the prefix: what every ``Sign`` frame of that key starts with
-#: (variant 1 and the name, encoded by the codec itself). Bounded: a bot uses a handful of names, and a client fed ever new names
-#: only starts over. Shared by every client and thread: a dict's get and set are atomic, and
+#: (variant 1 and the name, encoded by the codec itself). Bounded: a bot uses a handful of
+#: names, and a client fed ever new names only starts over. Shared by every client and thread: a dict's get and set are atomic, and
 #: two threads that miss at once only both build the same entry.
 _SignHead = Tuple[Callable[..., bytes], Callable[..., bytes], bytes]
 _SIGN_HEADS: Dict[str, _SignHead] = {}
