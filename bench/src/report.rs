@@ -57,18 +57,16 @@ pub(crate) struct SchemeLatency {
     /// The bare signer again, with a client that polls for the answer instead of sleeping
     /// (RSA only): what is left when nothing has to wake the client.
     pub(crate) bare_signer_polling: Option<Summary>,
+    /// keywardd round trip − bare signer round trip: the median over rounds of the
+    /// difference between adjacent blocks (run.rs, `paired_difference`). What keywardd
+    /// itself adds to a signature.
+    pub(crate) beyond_bare_paired_us: f64,
 }
 
 impl SchemeLatency {
     /// What the daemon adds to a signature, at the median.
     pub(crate) fn overhead_p50_us(&self) -> f64 {
         self.keywardd.p50_us - self.in_process.p50_us
-    }
-
-    /// What keywardd adds beyond the bare signer, at the median: its own cost (framing,
-    /// decoding, lookup, policy, audit, answer), without what any out-of-process signer pays.
-    pub(crate) fn beyond_bare_p50_us(&self) -> f64 {
-        self.keywardd.p50_us - self.bare_signer.p50_us
     }
 }
 
@@ -295,7 +293,7 @@ impl Report {
             "p99",
             "overhead p50",
             "bare signer p50",
-            "keywardd − bare",
+            "keywardd − bare (paired)",
             "ssh-agent p50",
             "p99",
         ]);
@@ -325,7 +323,7 @@ impl Report {
                 us(latency.in_process.p99_us),
                 us(latency.overhead_p50_us()),
                 us(latency.bare_signer.p50_us),
-                us(latency.beyond_bare_p50_us()),
+                us(latency.beyond_bare_paired_us),
                 agent.map_or("-".into(), |a| us(a.ssh_agent.p50_us)),
                 agent.map_or("-".into(), |a| us(a.ssh_agent.p99_us)),
             ]);
