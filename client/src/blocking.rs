@@ -16,11 +16,20 @@ use crate::{DEFAULT_TIMEOUT, Error, Signature, idle, ops, socket_path_from_env, 
 /// A blocking connection to `keywardd`.
 ///
 /// One request is answered at a time, in order; share a client between threads behind a
-/// `Mutex`, or open one per thread (connections are cheap). After a failure that may have
-/// left part of a frame on the socket (an I/O error, a timeout, a malformed response, the
-/// daemon closing) every further call returns [`Error::Disconnected`] instead of reading a
-/// stale answer; connect again. Failures reported by the daemon ([`Error::Daemon`]) and a
-/// request refused locally as [`Error::TooLarge`] leave the connection usable.
+/// `Mutex`, or open one per thread (connections are cheap).
+///
+/// # Failures half-way
+///
+/// A call that fails after its request may have been sent (an I/O error, a timeout, a short
+/// read, a response that does not decode, the daemon closing) returns the failure and drops
+/// the connection: the stream may hold part of a frame or a late answer, which must never be
+/// taken for the next call's. The failed request is not sent again (the daemon may have
+/// signed it). The next call of a client made with [`Client::connect`] or
+/// [`Client::from_env`] opens a new connection to the same path (the same trust check, the
+/// same timeout, a new handshake), as after an idle close below; one made with
+/// [`Client::from_stream`] has no path to reconnect to and returns [`Error::Disconnected`].
+/// Failures reported by the daemon ([`Error::Daemon`], [`Error::RateLimited`]) and requests
+/// refused locally ([`Error::TooLarge`], [`Error::UnsupportedVersion`]) keep the connection.
 ///
 /// # Idle connections
 ///
@@ -28,20 +37,20 @@ use crate::{DEFAULT_TIMEOUT, Error, Signature, idle, ops, socket_path_from_env, 
 /// request, and a restarted daemon has closed every connection of the old one. Before each
 /// request the client looks, without waiting, whether the daemon has closed the connection
 /// or sent anything unasked (which it does only when closing). If so, a client made with
-/// [`Client::connect`] or [`Client::from_env`] opens a new connection to the same path (the
-/// same trust check, the same timeout, a new handshake) and sends the request there, once;
-/// nothing of the request had been sent on the old one. If that fails, the call returns
-/// the failure (e.g. [`Error::Connect`] while the daemon restarts) and the next call tries
-/// again. A client made with [`Client::from_stream`] has no path to reconnect to: it returns
-/// [`Error::Disconnected`] instead.
+/// [`Client::connect`] or [`Client::from_env`] opens a new connection to the same path and
+/// sends the request there, once; nothing of the request had been sent on the old one. If
+/// that fails, the call returns the failure (e.g. [`Error::Connect`] while the daemon
+/// restarts) and the next call tries again. A client made with [`Client::from_stream`]
+/// returns [`Error::Disconnected`] instead.
 ///
-/// A request that may have reached the daemon is never sent again: a connection that fails
-/// after the request was written is broken as described above.
+/// A request that may have reached the daemon is never sent again.
 #[derive(Debug)]
 pub struct Client {
-    stream: UnixStream,
-    /// Where [`Client::connect`] connected, to reconnect an idle connection the daemon
-    /// closed; `None` for [`Client::from_stream`].
+    /// The connection; `None` once a failure half-way through an exchange dropped it (and
+    /// while an exchange holds it).
+    stream: Option<UnixStream>,
+    /// Where [`Client::connect`] connected, to reconnect after the daemon closed the
+    /// connection or a failure dropped it; `None` for [`Client::from_stream`].
     path: Option<PathBuf>,
     /// The read and write timeout to set on a new connection.
     timeout: Option<Duration>,
@@ -51,8 +60,6 @@ pub struct Client {
     version: u32,
     /// The daemon's answer to a version 3 Hello (its version); `None` from version 2.
     welcome: Option<Welcome>,
-    /// Set while a request is in flight, and left set when the exchange fails half-way.
-    broken: bool,
 }
 
 impl Client {
@@ -66,7 +73,8 @@ impl Client {
     /// [`Client::set_timeout`] changes it (`None`: wait forever).
     ///
     /// The client remembers `path`: when the daemon has closed the connection while it sat
-    /// idle, the next call reconnects (see [`Client`]).
+    /// idle, or a failure half-way through a call dropped it, the next call reconnects (see
+    /// [`Client`]).
     pub fn connect(path: impl AsRef<Path>) -> Result<Client, Error> {
         Client::open(path.as_ref(), Some(DEFAULT_TIMEOUT))
     }
@@ -98,20 +106,20 @@ impl Client {
     /// timeouts set, or one half of a socket pair). The server is not checked: the caller
     /// vouches for it (use [`Client::connect`] for a path). The stream's timeouts are left
     /// as they are. Such a client cannot reconnect: once the daemon has closed the
-    /// connection, calls return [`Error::Disconnected`].
+    /// connection, or a failure half-way through a call dropped it, calls return
+    /// [`Error::Disconnected`].
     ///
     /// The client offers protocol version 3 and, if the daemon does not speak it, version 2
     /// on the same connection; [`Client::protocol_version`] says which was agreed.
     pub fn from_stream(stream: UnixStream) -> Result<Client, Error> {
         let timeout = stream.read_timeout().map_err(Error::Io)?;
         let mut client = Client {
-            stream,
+            stream: Some(stream),
             path: None,
             timeout,
             max_frame: DEFAULT_MAX_FRAME,
             version: keyward_protocol::MIN_PROTOCOL_VERSION,
             welcome: None,
-            broken: false,
         };
         for version in ops::versions() {
             let response = client.exchange(&ops::hello(version))?;
@@ -143,20 +151,25 @@ impl Client {
         self.max_frame
     }
 
-    /// True once a failure has made this connection unusable (see [`Client`]).
+    /// True when the client holds no connection: a failure half-way through a call dropped
+    /// it, or reopening a closed one failed. The next call reconnects, or returns
+    /// [`Error::Disconnected`] for a client made with [`Client::from_stream`] (see
+    /// [`Client`]).
     pub fn is_broken(&self) -> bool {
-        self.broken
+        self.stream.is_none()
     }
 
     /// Sets a timeout on each read and write of the socket; `None` waits forever.
     /// [`Client::connect`] sets [`DEFAULT_TIMEOUT`]. A call that times out fails with
-    /// [`Error::Io`] and breaks the connection, since the late answer would otherwise be
-    /// taken for the next call's. Admin calls that do slow work in the daemon (unlock's key
-    /// derivation, generating an RSA key) may need a longer one.
-    /// A connection reopened after an idle close gets the same timeout.
+    /// [`Error::Io`] and drops the connection, since the late answer would otherwise be
+    /// taken for the next call's; the next call reconnects. Admin calls that do slow work in
+    /// the daemon (unlock's key derivation, generating an RSA key) may need a longer one.
+    /// A reopened connection gets the same timeout.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
-        self.stream.set_read_timeout(timeout).map_err(Error::Io)?;
-        self.stream.set_write_timeout(timeout).map_err(Error::Io)?;
+        if let Some(stream) = &self.stream {
+            stream.set_read_timeout(timeout).map_err(Error::Io)?;
+            stream.set_write_timeout(timeout).map_err(Error::Io)?;
+        }
         self.timeout = timeout;
         Ok(())
     }
@@ -310,26 +323,27 @@ impl Client {
     /// A [`Response::Error`] is returned as `Ok`; the typed methods turn it into
     /// [`Error::Daemon`]. A request above the daemon's `max_frame` fails with
     /// [`Error::TooLarge`] before anything is written. A connection the daemon closed while
-    /// it sat idle is reopened first (see [`Client`]).
+    /// it sat idle, or that an earlier failure dropped, is reopened first (see [`Client`]).
     pub fn call(&mut self, request: &Request) -> Result<Response, Error> {
-        if self.broken {
-            return Err(Error::Disconnected);
-        }
-        if idle::closed_by_daemon(&self.stream) {
+        let usable = self
+            .stream
+            .as_ref()
+            .is_some_and(|stream| !idle::closed_by_daemon(stream));
+        if !usable {
             self.reconnect()?;
         }
         self.exchange(request)
     }
 
-    /// Replaces a connection the daemon closed, on which nothing is in flight, with a new
-    /// one to the same path. On failure the old connection stays, still closed, so the next
-    /// call tries again; without a path the client is broken.
+    /// Replaces a connection the daemon closed, or that a failure dropped, with a new one to
+    /// the same path; nothing is in flight on the old one. On failure the client has no
+    /// connection and the next call tries again; without a path it never will.
     fn reconnect(&mut self) -> Result<(), Error> {
+        // Whatever the daemon said on closing (its idle notice) goes with the old stream.
+        self.stream = None;
         let Some(path) = self.path.as_deref() else {
-            self.broken = true;
             return Err(Error::Disconnected);
         };
-        // Whatever the daemon said on closing (its idle notice) goes with the old stream.
         let fresh = Client::open(path, self.timeout)?;
         *self = fresh;
         Ok(())
@@ -339,30 +353,29 @@ impl Client {
     fn exchange(&mut self, request: &Request) -> Result<Response, Error> {
         ops::check_version(request, self.version)?;
         let frame = ops::encode(request, self.max_frame)?;
-        // Cleared only once a whole response has been read: any early return leaves the
-        // connection marked, since the stream may now hold part of a frame.
-        self.broken = true;
-        if let Err(err) = self.stream.write_all(&frame) {
+        // The stream is taken out of the client for the exchange and put back only once a
+        // whole response has been read: any early return drops it, since it may now hold
+        // part of a frame or a late answer.
+        let mut stream = self.stream.take().ok_or(Error::Disconnected)?;
+        if let Err(err) = stream.write_all(&frame) {
             if ops::peer_closed(&err) {
-                return ops::after_failed_write(err, self.read_response());
+                return ops::after_failed_write(err, read_response(&mut stream));
             }
             return Err(Error::Io(err));
         }
         drop(frame);
-        let response = self.read_response()?;
-        self.broken = false;
+        let response = read_response(&mut stream)?;
+        self.stream = Some(stream);
         Ok(response)
     }
+}
 
-    // Reads exactly one frame, with no read-ahead buffer: nothing beyond this response is
-    // ever taken off the socket.
-    fn read_response(&mut self) -> Result<Response, Error> {
-        let mut header = [0u8; HEADER_LEN];
-        self.stream
-            .read_exact(&mut header)
-            .map_err(ops::read_error)?;
-        let mut body = vec![0u8; ops::body_len(header)?];
-        self.stream.read_exact(&mut body).map_err(ops::read_error)?;
-        ops::decode(&body)
-    }
+// Reads exactly one frame, with no read-ahead buffer: nothing beyond this response is ever
+// taken off the socket.
+fn read_response(stream: &mut UnixStream) -> Result<Response, Error> {
+    let mut header = [0u8; HEADER_LEN];
+    stream.read_exact(&mut header).map_err(ops::read_error)?;
+    let mut body = vec![0u8; ops::body_len(header)?];
+    stream.read_exact(&mut body).map_err(ops::read_error)?;
+    ops::decode(&body)
 }

@@ -78,11 +78,11 @@ pub enum Error {
         /// What was expected, e.g. `"signature"`.
         expected: &'static str,
     },
-    /// The daemon closed the connection before answering, or an earlier failure on this
-    /// connection (I/O error, timeout, malformed response, cancelled call) left it without a
-    /// known frame boundary. Connect again. (A connection the daemon closed between
-    /// requests, idle or restarting, is reopened by a client made with a path instead; only
-    /// one made with `from_stream` reports it as this.)
+    /// The daemon closed the connection before answering; the request may or may not have
+    /// been carried out. The connection is dropped and the client's next call opens a new
+    /// one. A client made with `from_stream` cannot: it reports every call after a failure
+    /// half-way (this one, an I/O error, a timeout, a malformed response, a cancelled call),
+    /// and after the daemon closed an idle connection, as this.
     Disconnected,
     /// An exchange helper needs the key's API key id, none was passed, and the key has none
     /// stored (give one with `keyward import --api-key` or `generate --api-key`).

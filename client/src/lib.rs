@@ -43,8 +43,10 @@
 //!
 //! A bot can hold one client for its lifetime: when the daemon has closed the connection
 //! while it sat idle (its `idle_timeout_secs`, or a restart), the next call notices before
-//! sending and reconnects to the same path by itself (see [`Client`]). A request that may
-//! have reached the daemon is never sent twice.
+//! sending and reconnects to the same path by itself (see [`Client`]). A call that fails
+//! half-way (a timeout, the daemon stopping mid-request, a malformed answer) returns its
+//! error and drops the connection, and the next call reconnects. A request that may have
+//! reached the daemon is never sent twice.
 //!
 //! Every failure is an [`Error`]; [`Error::code`] gives the daemon's stable [`ErrorCode`]
 //! (locked keystore, unknown key, policy violation, ...) for a program to branch on.

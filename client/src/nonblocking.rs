@@ -16,12 +16,15 @@ use crate::{DEFAULT_TIMEOUT, Error, Signature, idle, ops, socket_path_from_env, 
 /// An async connection to `keywardd` on tokio's `UnixStream`; the same calls as
 /// [`Client`](crate::Client).
 ///
-/// One request is answered at a time (the methods take `&mut self`). A call whose future is
-/// dropped before it completes (for example by `tokio::time::timeout`) may leave part of a
-/// frame on the socket, so the connection is then broken: every further call returns
-/// [`Error::Disconnected`] instead of reading the abandoned call's answer. The same holds
-/// after an I/O error or a malformed response. Daemon errors and a locally refused
-/// [`Error::TooLarge`] leave it usable.
+/// One request is answered at a time (the methods take `&mut self`). A call that fails after
+/// its request may have been sent (an I/O error, its timeout, a response that does not
+/// decode, the daemon closing), and a call whose future is dropped before it completes (for
+/// example by `tokio::time::timeout`), drops the connection: the stream may hold part of a
+/// frame or the abandoned call's late answer. The failed request is not sent again. As for
+/// [`Client`](crate::Client#failures-half-way), the next call of a client made with
+/// [`AsyncClient::connect`] or [`AsyncClient::from_env`] opens a new connection to the same
+/// path; one made with [`AsyncClient::from_stream`] returns [`Error::Disconnected`]. Daemon
+/// errors and requests refused locally ([`Error::TooLarge`]) keep the connection.
 ///
 /// A connection the daemon closed while it sat idle (`idle_timeout_secs`, or a restart) is
 /// reopened before the next request, as by [`Client`](crate::Client#idle-connections): a
@@ -31,9 +34,11 @@ use crate::{DEFAULT_TIMEOUT, Error, Signature, idle, ops, socket_path_from_env, 
 /// [`Error::Disconnected`]. A request that may have reached the daemon is never resent.
 #[derive(Debug)]
 pub struct AsyncClient {
-    stream: UnixStream,
-    /// Where [`AsyncClient::connect`] connected, to reconnect an idle connection the daemon
-    /// closed; `None` for [`AsyncClient::from_stream`].
+    /// The connection; `None` once a failure half-way through an exchange (or a dropped
+    /// call) dropped it, and while an exchange holds it.
+    stream: Option<UnixStream>,
+    /// Where [`AsyncClient::connect`] connected, to reconnect after the daemon closed the
+    /// connection or a failure dropped it; `None` for [`AsyncClient::from_stream`].
     path: Option<PathBuf>,
     /// The daemon's request size limit, from its Hello.
     max_frame: u32,
@@ -43,16 +48,13 @@ pub struct AsyncClient {
     welcome: Option<Welcome>,
     /// Bounds each whole call.
     timeout: Option<Duration>,
-    /// Set while a request is in flight, and left set when the exchange fails half-way or
-    /// its future is dropped.
-    broken: bool,
 }
 
 impl AsyncClient {
     /// Connects to the daemon's socket at `path`, checks that its server may be trusted
     /// before sending a byte (the rule of [`Client::connect`](crate::Client::connect)), and
     /// performs the protocol handshake. The client remembers `path`, to reconnect when the
-    /// daemon has closed an idle connection (see [`AsyncClient`]).
+    /// daemon has closed an idle connection or a failure dropped it (see [`AsyncClient`]).
     pub async fn connect(path: impl AsRef<Path>) -> Result<AsyncClient, Error> {
         AsyncClient::open(path.as_ref(), Some(DEFAULT_TIMEOUT)).await
     }
@@ -83,7 +85,8 @@ impl AsyncClient {
     /// [`Client::from_stream`](crate::Client::from_stream). Each call, the handshake
     /// included, is bounded by [`DEFAULT_TIMEOUT`] (5 s, as the Python client);
     /// [`AsyncClient::set_timeout`] changes it. Such a client cannot reconnect: once the
-    /// daemon has closed the connection, calls return [`Error::Disconnected`].
+    /// daemon has closed the connection, or a failure dropped it, calls return
+    /// [`Error::Disconnected`].
     pub async fn from_stream(stream: UnixStream) -> Result<AsyncClient, Error> {
         AsyncClient::handshake(stream, Some(DEFAULT_TIMEOUT)).await
     }
@@ -94,13 +97,12 @@ impl AsyncClient {
         timeout: Option<Duration>,
     ) -> Result<AsyncClient, Error> {
         let mut client = AsyncClient {
-            stream,
+            stream: Some(stream),
             path: None,
             max_frame: DEFAULT_MAX_FRAME,
             version: keyward_protocol::MIN_PROTOCOL_VERSION,
             welcome: None,
             timeout,
-            broken: false,
         };
         for version in ops::versions() {
             let response = bounded(timeout, client.exchange(&ops::hello(version))).await?;
@@ -129,7 +131,7 @@ impl AsyncClient {
 
     /// Bounds each whole call (writing the request and reading the answer); `None` waits
     /// forever. The default is [`DEFAULT_TIMEOUT`]. A call that times out fails with
-    /// [`Error::Io`] (`TimedOut`) and breaks the connection.
+    /// [`Error::Io`] (`TimedOut`) and drops the connection; the next call reconnects.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
         self.timeout = timeout;
     }
@@ -139,9 +141,12 @@ impl AsyncClient {
         self.max_frame
     }
 
-    /// True once a failure or a cancelled call has made this connection unusable.
+    /// True when the client holds no connection: a failure half-way through a call or a
+    /// cancelled call dropped it, or reopening a closed one failed. The next call
+    /// reconnects, or returns [`Error::Disconnected`] for a client made with
+    /// [`AsyncClient::from_stream`].
     pub fn is_broken(&self) -> bool {
-        self.broken
+        self.stream.is_none()
     }
 
     /// Signs `payload` with the key named `key`.
@@ -297,32 +302,34 @@ impl AsyncClient {
 
     /// Sends one request and reads its response, whatever they are; see
     /// [`Client::call`](crate::Client::call). A connection the daemon closed while it sat
-    /// idle is reopened first (see [`AsyncClient`]); the call's timeout bounds both.
+    /// idle, or that an earlier failure dropped, is reopened first (see [`AsyncClient`]); the
+    /// call's timeout bounds both.
     pub async fn call(&mut self, request: &Request) -> Result<Response, Error> {
         let timeout = self.timeout;
         bounded(timeout, self.call_unbounded(request)).await
     }
 
     async fn call_unbounded(&mut self, request: &Request) -> Result<Response, Error> {
-        if self.broken {
-            return Err(Error::Disconnected);
-        }
-        if idle::closed_by_daemon(&self.stream) {
+        let usable = self
+            .stream
+            .as_ref()
+            .is_some_and(|stream| !idle::closed_by_daemon(stream));
+        if !usable {
             self.reconnect().await?;
         }
         self.exchange(request).await
     }
 
-    /// Replaces a connection the daemon closed, on which nothing is in flight, with a new
-    /// one to the same path. On failure (or if the call is dropped meanwhile) the old
-    /// connection stays, still closed, so the next call tries again; without a path the
-    /// client is broken.
+    /// Replaces a connection the daemon closed, or that a failure dropped, with a new one to
+    /// the same path; nothing is in flight on the old one. On failure (or if the call is
+    /// dropped meanwhile) the client has no connection and the next call tries again;
+    /// without a path it never will.
     async fn reconnect(&mut self) -> Result<(), Error> {
+        // Whatever the daemon said on closing (its idle notice) goes with the old stream.
+        self.stream = None;
         let Some(path) = self.path.as_deref() else {
-            self.broken = true;
             return Err(Error::Disconnected);
         };
-        // Whatever the daemon said on closing (its idle notice) goes with the old stream.
         let fresh = AsyncClient::open(path, self.timeout).await?;
         *self = fresh;
         Ok(())
@@ -332,40 +339,41 @@ impl AsyncClient {
     async fn exchange(&mut self, request: &Request) -> Result<Response, Error> {
         ops::check_version(request, self.version)?;
         let frame = ops::encode(request, self.max_frame)?;
-        // Cleared only once a whole response has been read: an early return or a dropped
-        // future leaves the connection marked.
-        self.broken = true;
-        if let Err(err) = self.stream.write_all(&frame).await {
+        // The stream is taken out of the client for the exchange and put back only once a
+        // whole response has been read: an early return, or this future being dropped (a
+        // timeout, a cancelled call), drops it with whatever part of a frame it holds.
+        let mut stream = self.stream.take().ok_or(Error::Disconnected)?;
+        if let Err(err) = stream.write_all(&frame).await {
             if ops::peer_closed(&err) {
-                let read = self.read_response().await;
+                let read = read_response(&mut stream).await;
                 return ops::after_failed_write(err, read);
             }
             return Err(Error::Io(err));
         }
         drop(frame);
-        let response = self.read_response().await?;
-        self.broken = false;
+        let response = read_response(&mut stream).await?;
+        self.stream = Some(stream);
         Ok(response)
-    }
-
-    // Reads exactly one frame, with no read-ahead buffer.
-    async fn read_response(&mut self) -> Result<Response, Error> {
-        let mut header = [0u8; HEADER_LEN];
-        self.stream
-            .read_exact(&mut header)
-            .await
-            .map_err(ops::read_error)?;
-        let mut body = vec![0u8; ops::body_len(header)?];
-        self.stream
-            .read_exact(&mut body)
-            .await
-            .map_err(ops::read_error)?;
-        ops::decode(&body)
     }
 }
 
-/// Runs `call` within `timeout`, if any. On timeout the call's future is dropped, leaving
-/// its connection marked broken if a request was in flight.
+// Reads exactly one frame, with no read-ahead buffer.
+async fn read_response(stream: &mut UnixStream) -> Result<Response, Error> {
+    let mut header = [0u8; HEADER_LEN];
+    stream
+        .read_exact(&mut header)
+        .await
+        .map_err(ops::read_error)?;
+    let mut body = vec![0u8; ops::body_len(header)?];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(ops::read_error)?;
+    ops::decode(&body)
+}
+
+/// Runs `call` within `timeout`, if any. On timeout the call's future is dropped, and with
+/// it the connection if a request was in flight.
 async fn bounded<T>(
     timeout: Option<Duration>,
     call: impl Future<Output = Result<T, Error>>,
@@ -374,7 +382,7 @@ async fn bounded<T>(
         None => call.await,
         Some(limit) => match tokio::time::timeout(limit, call).await {
             Ok(result) => result,
-            // The dropped call left `broken` set: the answer may still come.
+            // The dropped call took its connection with it: the answer may still come.
             Err(_elapsed) => Err(Error::Io(std::io::ErrorKind::TimedOut.into())),
         },
     }

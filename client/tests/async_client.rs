@@ -71,9 +71,9 @@ async fn async_client_signs_batches_and_maps_errors() {
 }
 
 #[tokio::test]
-async fn a_cancelled_async_call_breaks_the_connection() {
-    let daemon = FakeDaemon::start(vec![
-        Box::new(|_| {
+async fn a_cancelled_async_call_drops_the_connection_and_the_next_call_reconnects() {
+    let daemon = FakeDaemon::connections(vec![
+        vec![Box::new(|_| {
             Reply::After(
                 Duration::from_millis(300),
                 Response::Signature {
@@ -81,26 +81,90 @@ async fn a_cancelled_async_call_breaks_the_connection() {
                     signature: vec![1],
                 },
             )
-        }),
-        answer(Response::Ok),
+        })],
+        vec![answer(Response::Ok)],
     ]);
     let mut client = AsyncClient::connect(&daemon.path).await.unwrap();
     let cancelled =
         tokio::time::timeout(Duration::from_millis(50), client.sign("k", b"first")).await;
     assert!(cancelled.is_err(), "the call should have timed out");
     assert!(client.is_broken());
-    assert!(matches!(
-        client.lock().await.unwrap_err(),
-        Error::Disconnected
-    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Not the late signature: Ok, from a new connection.
+    client.lock().await.unwrap();
+    assert!(!client.is_broken());
+    drop(client);
+    let requests = tokio::task::spawn_blocking(move || daemon.requests_by_connection())
+        .await
+        .unwrap();
+    assert_eq!(requests[0].len(), 2, "{requests:?}");
+    assert_eq!(requests[1][1], Request::Lock, "{requests:?}");
 }
 
 #[tokio::test]
-async fn async_eof_before_a_response_is_disconnected() {
-    let daemon = FakeDaemon::start(vec![Box::new(|_| Reply::Close)]);
+async fn an_async_call_past_its_timeout_is_not_resent_and_the_next_call_reconnects() {
+    let signature = |byte| Response::Signature {
+        scheme: Scheme::Ed25519,
+        signature: vec![byte],
+    };
+    let daemon = FakeDaemon::connections(vec![
+        vec![Box::new(move |_| {
+            Reply::After(Duration::from_millis(300), signature(1))
+        })],
+        vec![answer(signature(2))],
+    ]);
+    let mut client = AsyncClient::connect(&daemon.path).await.unwrap();
+    client.set_timeout(Some(Duration::from_millis(50)));
+    let err = client.sign("k", b"first").await.unwrap_err();
+    assert!(matches!(&err, Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut));
+    assert!(client.is_broken());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(client.sign("k", b"second").await.unwrap().as_bytes(), &[2]);
+    drop(client);
+    let requests = tokio::task::spawn_blocking(move || daemon.requests_by_connection())
+        .await
+        .unwrap();
+    assert_eq!(
+        requests.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![2, 2],
+        "{requests:?}"
+    );
+    assert_eq!(
+        requests[1][1],
+        Request::Sign {
+            key: "k".into(),
+            payload: b"second".to_vec()
+        }
+    );
+}
+
+#[tokio::test]
+async fn async_eof_before_a_response_is_disconnected_and_the_next_call_reconnects() {
+    let daemon = FakeDaemon::connections(vec![
+        vec![Box::new(|_| Reply::Close)],
+        vec![answer(Response::Keys { keys: vec![] })],
+    ]);
     let mut client = AsyncClient::connect(&daemon.path).await.unwrap();
     assert!(matches!(
         client.status().await.unwrap_err(),
+        Error::Disconnected
+    ));
+    assert!(client.is_broken());
+    assert!(client.list().await.unwrap().is_empty());
+    assert!(!client.is_broken());
+}
+
+#[tokio::test]
+async fn an_async_client_made_from_a_stream_reports_disconnected_after_a_failure_half_way() {
+    let daemon = FakeDaemon::start(vec![Box::new(|_| Reply::Close)]);
+    let stream = tokio::net::UnixStream::connect(&daemon.path).await.unwrap();
+    let mut client = AsyncClient::from_stream(stream).await.unwrap();
+    assert!(matches!(
+        client.status().await.unwrap_err(),
+        Error::Disconnected
+    ));
+    assert!(matches!(
+        client.list().await.unwrap_err(),
         Error::Disconnected
     ));
     assert!(client.is_broken());

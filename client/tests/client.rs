@@ -176,15 +176,101 @@ fn an_oversized_request_fails_locally_and_the_connection_stays_usable() {
 }
 
 #[test]
-fn eof_before_a_response_is_disconnected_and_stays_so() {
-    let daemon = FakeDaemon::start(vec![Box::new(|_| Reply::Close)]);
+fn eof_before_a_response_is_disconnected_and_the_next_call_reconnects() {
+    let daemon = FakeDaemon::connections(vec![
+        vec![Box::new(|_| Reply::Close)],
+        vec![answer(Response::Keys {
+            keys: vec![key_info("k")],
+        })],
+    ]);
     let mut client = Client::connect(&daemon.path).unwrap();
     assert!(matches!(
         client.sign("k", b"x").unwrap_err(),
         Error::Disconnected
     ));
     assert!(client.is_broken());
+    // A new connection, with its own handshake; the failed request is not sent again.
+    assert_eq!(client.list().unwrap(), vec![key_info("k")]);
+    assert!(!client.is_broken());
+    drop(client);
+    assert_eq!(
+        daemon.requests_by_connection(),
+        vec![
+            vec![
+                Request::Hello {
+                    version: PROTOCOL_VERSION
+                },
+                Request::Sign {
+                    key: "k".into(),
+                    payload: b"x".to_vec()
+                }
+            ],
+            vec![
+                Request::Hello {
+                    version: PROTOCOL_VERSION
+                },
+                Request::List
+            ],
+        ]
+    );
+}
+
+#[test]
+fn a_short_or_undecodable_response_drops_the_connection_and_the_next_call_reconnects() {
+    // The header announces 100 bytes, 5 come, then the daemon closes: a short read.
+    let mut short = 100u32.to_be_bytes().to_vec();
+    short.extend_from_slice(b"abcde");
+    // A whole frame whose body is no response (no such variant).
+    let mut garbage = 3u32.to_be_bytes().to_vec();
+    garbage.extend_from_slice(&[0xff, 0xff, 0xff]);
+    let daemon = FakeDaemon::connections(vec![
+        vec![Box::new(move |_| Reply::RawThenClose(short))],
+        vec![
+            Box::new(move |_| Reply::Raw(garbage)),
+            // Never reached: after the garbage the client does not trust this connection.
+            answer(signature(Scheme::Ed25519, &[0xee])),
+        ],
+        vec![answer(signature(Scheme::Ed25519, &[3]))],
+    ]);
+    let mut client = Client::connect(&daemon.path).unwrap();
+
+    let err = client.sign("k", b"first").unwrap_err();
+    assert!(matches!(err, Error::Disconnected), "{err:?}");
+    assert!(client.is_broken());
+
+    let err = client.sign("k", b"second").unwrap_err();
+    assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+    assert!(client.is_broken());
+
+    assert_eq!(client.sign("k", b"third").unwrap().as_bytes(), &[3]);
+    drop(client);
+    let sent: Vec<usize> = daemon
+        .requests_by_connection()
+        .iter()
+        .map(Vec::len)
+        .collect();
+    // Hello and one request on each connection: nothing was sent twice.
+    assert_eq!(sent, vec![2, 2, 2]);
+}
+
+#[test]
+fn a_client_made_from_a_stream_reports_disconnected_after_a_failure_half_way() {
+    let daemon = FakeDaemon::start(vec![Box::new(|_| {
+        Reply::After(Duration::from_millis(300), Response::Ok)
+    })]);
+    let stream = std::os::unix::net::UnixStream::connect(&daemon.path).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut client = Client::from_stream(stream).unwrap();
+    let err = client.lock().unwrap_err();
+    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    assert!(client.is_broken());
+    // No path to reconnect to.
     assert!(matches!(client.list().unwrap_err(), Error::Disconnected));
+    assert!(matches!(client.list().unwrap_err(), Error::Disconnected));
+    drop(client);
+    assert_eq!(daemon.requests().len(), 2);
 }
 
 #[test]
@@ -255,15 +341,22 @@ fn a_daemon_error_sent_before_it_closes_survives_a_failed_write() {
     daemon.join().unwrap();
     assert_eq!(err.code(), Some(ErrorCode::TooLarge), "{err:?}");
     assert_eq!(err.to_string(), "request exceeds 64 KiB");
-    // The daemon has closed; the client knows not to use the connection again.
-    assert!(matches!(client.status().unwrap_err(), Error::Disconnected));
+    // The daemon has closed; the client does not use the connection again but reconnects,
+    // and here nobody listens any more.
+    assert!(client.is_broken());
+    assert!(matches!(
+        client.status().unwrap_err(),
+        Error::Connect { path: ref tried, .. } if *tried == path
+    ));
 }
 
 #[test]
-fn a_timed_out_call_breaks_the_connection_instead_of_reading_a_stale_answer() {
-    let daemon = FakeDaemon::start(vec![
-        Box::new(|_| Reply::After(Duration::from_millis(300), signature(Scheme::Ed25519, &[1]))),
-        answer(signature(Scheme::Ed25519, &[2])),
+fn a_timed_out_call_is_not_resent_and_the_next_call_reconnects_instead_of_reading_a_stale_answer() {
+    let daemon = FakeDaemon::connections(vec![
+        vec![Box::new(|_| {
+            Reply::After(Duration::from_millis(300), signature(Scheme::Ed25519, &[1]))
+        })],
+        vec![answer(signature(Scheme::Ed25519, &[2]))],
     ]);
     let mut client = Client::connect(&daemon.path).unwrap();
     client.set_timeout(Some(Duration::from_millis(50))).unwrap();
@@ -271,13 +364,27 @@ fn a_timed_out_call_breaks_the_connection_instead_of_reading_a_stale_answer() {
     let err = client.sign("k", b"first").unwrap_err();
     assert!(matches!(err, Error::Io(_)), "{err:?}");
     assert_eq!(err.to_string(), "timed out waiting for keywardd");
+    assert!(client.is_broken());
     thread::sleep(Duration::from_millis(400));
-    // The answer to "first" is now waiting on the socket; it must not become the answer
-    // to "second".
-    assert!(matches!(
-        client.sign("k", b"second").unwrap_err(),
-        Error::Disconnected
-    ));
+    // The answer to "first" has been sent by now; it must not become the answer to
+    // "second", which goes on a new connection (with the same short timeout).
+    assert_eq!(client.sign("k", b"second").unwrap().as_bytes(), &[2]);
+    assert!(!client.is_broken());
+    drop(client);
+    let requests = daemon.requests_by_connection();
+    let payloads: Vec<Vec<&[u8]>> = requests
+        .iter()
+        .map(|connection| {
+            connection
+                .iter()
+                .filter_map(|request| match request {
+                    Request::Sign { payload, .. } => Some(&payload[..]),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(payloads, vec![vec![&b"first"[..]], vec![&b"second"[..]]]);
 }
 
 #[test]

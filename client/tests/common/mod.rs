@@ -24,6 +24,10 @@ pub(crate) enum Reply {
     After(Duration, Response),
     /// Close the connection without answering.
     Close,
+    /// Send these bytes (for example a frame that does not decode), then go on serving.
+    Raw(Vec<u8>),
+    /// Send these bytes (for example part of a frame), then close the connection.
+    RawThenClose(Vec<u8>),
 }
 
 /// A step of the script: sees the request, says what to do.
@@ -61,26 +65,54 @@ pub(crate) struct FakeDaemon {
     pub(crate) path: PathBuf,
     // Kept so the socket's directory lives as long as the daemon.
     _dir: tempfile::TempDir,
-    thread: Option<JoinHandle<Vec<Request>>>,
+    thread: Option<JoinHandle<Vec<Vec<Request>>>>,
 }
 
 impl FakeDaemon {
     /// Serves one connection: the Hello (answered with DEFAULT_MAX_FRAME), then `steps`.
     pub(crate) fn start(steps: Vec<Step>) -> FakeDaemon {
-        let mut all = vec![hello(DEFAULT_MAX_FRAME)];
-        all.extend(steps);
-        FakeDaemon::script(all)
+        FakeDaemon::connections(vec![steps])
+    }
+
+    /// Serves one connection per element of `scripts`, in the order the client connects,
+    /// each on its own thread: the Hello (answered with DEFAULT_MAX_FRAME), then its steps.
+    /// Then the socket stops listening.
+    pub(crate) fn connections(scripts: Vec<Vec<Step>>) -> FakeDaemon {
+        let scripts = scripts
+            .into_iter()
+            .map(|steps| {
+                let mut all = vec![hello(DEFAULT_MAX_FRAME)];
+                all.extend(steps);
+                all
+            })
+            .collect();
+        FakeDaemon::scripts(scripts)
     }
 
     /// Serves one connection with exactly `steps`, the Hello included. After the last step
     /// it reads until the client closes, recording what else arrives.
     pub(crate) fn script(steps: Vec<Step>) -> FakeDaemon {
+        FakeDaemon::scripts(vec![steps])
+    }
+
+    /// Serves one connection per element of `scripts` as [`FakeDaemon::script`] does.
+    fn scripts(scripts: Vec<Vec<Step>>) -> FakeDaemon {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keyward.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let thread = thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            serve(&mut stream, steps)
+            let served: Vec<JoinHandle<Vec<Request>>> = scripts
+                .into_iter()
+                .map(|steps| {
+                    let (mut stream, _) = listener.accept().unwrap();
+                    thread::spawn(move || serve(&mut stream, steps))
+                })
+                .collect();
+            drop(listener);
+            served
+                .into_iter()
+                .map(|connection| connection.join().unwrap())
+                .collect()
         });
         FakeDaemon {
             path,
@@ -89,8 +121,13 @@ impl FakeDaemon {
         }
     }
 
-    /// Waits for the connection to end and returns every request the daemon received.
-    pub(crate) fn requests(mut self) -> Vec<Request> {
+    /// Waits for every connection to end and returns every request the daemon received.
+    pub(crate) fn requests(self) -> Vec<Request> {
+        self.requests_by_connection().concat()
+    }
+
+    /// Waits for every connection to end and returns the requests received on each.
+    pub(crate) fn requests_by_connection(mut self) -> Vec<Vec<Request>> {
         self.thread.take().unwrap().join().unwrap()
     }
 }
@@ -112,6 +149,16 @@ fn serve(stream: &mut UnixStream, steps: Vec<Step>) -> Vec<Request> {
                 response
             }
             Reply::Close => return seen,
+            Reply::Raw(bytes) => {
+                if stream.write_all(&bytes).is_err() {
+                    return seen;
+                }
+                continue;
+            }
+            Reply::RawThenClose(bytes) => {
+                let _ = stream.write_all(&bytes);
+                return seen;
+            }
         };
         let frame = encode_response(&response, u32::MAX).unwrap();
         if stream.write_all(&frame).is_err() {
