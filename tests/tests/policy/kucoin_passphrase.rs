@@ -379,3 +379,73 @@ fn only_a_uid_that_may_sign_with_the_key_gets_its_passphrase_signed() {
     );
     assert_no_secret(daemon.log().as_bytes(), "the daemon's log");
 }
+
+/// `import --api-passphrase-file` is all or nothing: when the daemon refuses the passphrase
+/// (here one over its 256-byte limit) after it imported the key, keyward removes the key
+/// again, says so in one line with no secret in it and exits 1; nothing of the key is left
+/// in `list` or on disk, and the name is free for the next attempt.
+#[test]
+fn an_import_whose_passphrase_is_refused_leaves_no_key_behind() {
+    let store = KeystoreDir::new();
+    let daemon = Daemon::start_with_keystore(store.path(), &[]);
+    daemon
+        .keyward_with_passphrases(&["init"], &[KEYSTORE_PASSPHRASE])
+        .success();
+    let secret_file = daemon.write("kucoin.secret", KUCOIN_SECRET);
+    // 8 × 37 bytes: the client sends it, the daemon refuses it once the key is in.
+    let too_long = KUCOIN_PASSPHRASE.repeat(8);
+    assert!(too_long.len() > 256);
+    let too_long_file = daemon.write("too-long.passphrase", &too_long);
+    let import = |passphrase_file: &Path| {
+        daemon.keyward([
+            "import",
+            "kucoin",
+            "--file",
+            secret_file.to_str().unwrap(),
+            "--scheme",
+            "hmac-sha256",
+            "--format",
+            "kucoin",
+            "--api-key",
+            "kc-id",
+            "--api-passphrase-file",
+            passphrase_file.to_str().unwrap(),
+        ])
+    };
+
+    let cli = import(&too_long_file);
+    let line = cli.error_line(1);
+    assert_eq!(
+        line,
+        format!(
+            "keyward: storing the passphrase of kucoin failed; the key was not kept: \
+             the passphrase must be 1 to 256 bytes, not {}",
+            too_long.len()
+        )
+    );
+    assert!(cli.stdout.is_empty(), "{cli:#?}");
+    assert_no_secret(cli.stderr.as_bytes(), "keyward's error");
+
+    let listed = daemon.keyward(["list", "--json"]);
+    let keys: Value = serde_json::from_slice(&listed.success().stdout).unwrap();
+    assert_eq!(keys, Value::Array(vec![]), "a key was left behind");
+    assert!(
+        !store.path().join("keys/kucoin.key").exists(),
+        "its key file was left behind"
+    );
+    for (path, _) in keyward_tests::keystore::snapshot(store.path()) {
+        assert_no_secret(
+            &fs::read(store.path().join(&path)).unwrap(),
+            "a keystore file",
+        );
+    }
+
+    // The same import with a passphrase the daemon takes succeeds under the same name.
+    let passphrase_file = daemon.write("kucoin.passphrase", KUCOIN_PASSPHRASE);
+    import(&passphrase_file).success();
+    let mut client = daemon.client();
+    assert_eq!(
+        passphrase_header(&mut client, "kucoin"),
+        expected_header(KUCOIN_SECRET, KUCOIN_PASSPHRASE)
+    );
+}
