@@ -147,11 +147,7 @@ pub(crate) struct BareConnection {
 impl BareConnection {
     /// One round trip: the payload there, its signature back (left in [`Self::signature`]).
     pub(crate) fn sign(&mut self, payload: &[u8]) -> anyhow::Result<()> {
-        self.request.clear();
-        self.request
-            .extend_from_slice(&u32::try_from(payload.len())?.to_le_bytes());
-        self.request.extend_from_slice(payload);
-        self.stream.write_all(&self.request)?;
+        self.send(payload)?;
         let mut length = [0u8; 4];
         self.stream
             .read_exact(&mut length)
@@ -166,11 +162,7 @@ impl BareConnection {
     /// difference to [`Self::sign`] is the wake-up cost bare.rs is about. A diagnostic only:
     /// no client should burn a CPU like this.
     pub(crate) fn sign_polling(&mut self, payload: &[u8]) -> anyhow::Result<()> {
-        self.request.clear();
-        self.request
-            .extend_from_slice(&u32::try_from(payload.len())?.to_le_bytes());
-        self.request.extend_from_slice(payload);
-        self.stream.write_all(&self.request)?;
+        self.send(payload)?;
         self.stream.set_nonblocking(true)?;
         let mut length = [0u8; 4];
         let read = poll_exact(&mut self.stream, &mut length).and_then(|()| {
@@ -179,6 +171,16 @@ impl BareConnection {
         });
         self.stream.set_nonblocking(false)?;
         read
+    }
+
+    /// Writes one request: the payload's length and the payload, in one write.
+    fn send(&mut self, payload: &[u8]) -> anyhow::Result<()> {
+        self.request.clear();
+        self.request
+            .extend_from_slice(&u32::try_from(payload.len())?.to_le_bytes());
+        self.request.extend_from_slice(payload);
+        self.stream.write_all(&self.request)?;
+        Ok(())
     }
 
     /// The last signature received.

@@ -57,6 +57,25 @@ fn version_of(key_file: &Path) -> [u8; 4] {
     fs::read(key_file).unwrap()[8..12].try_into().unwrap()
 }
 
+/// `keyward import` of the KuCoin secret in `secret_file` as `kucoin`, with the passphrase in
+/// `passphrase_file`.
+fn import_kucoin(daemon: &Daemon, secret_file: &Path, passphrase_file: &Path) -> Output {
+    daemon.keyward([
+        "import",
+        "kucoin",
+        "--file",
+        secret_file.to_str().unwrap(),
+        "--scheme",
+        "hmac-sha256",
+        "--format",
+        "kucoin",
+        "--api-key",
+        "kc-id",
+        "--api-passphrase-file",
+        passphrase_file.to_str().unwrap(),
+    ])
+}
+
 /// Every secret of this file must stay out of `bytes`.
 #[track_caller]
 fn assert_no_secret(bytes: &[u8], place: &str) {
@@ -87,22 +106,7 @@ fn a_kucoin_passphrase_is_sealed_signed_on_request_and_survives_lock_and_restart
         .success();
     let secret_file = daemon.write("kucoin.secret", KUCOIN_SECRET);
     let passphrase_file = daemon.write("kucoin.passphrase", &[KUCOIN_PASSPHRASE, b"\n"].concat());
-    daemon
-        .keyward([
-            "import",
-            "kucoin",
-            "--file",
-            secret_file.to_str().unwrap(),
-            "--scheme",
-            "hmac-sha256",
-            "--format",
-            "kucoin",
-            "--api-key",
-            "kc-id",
-            "--api-passphrase-file",
-            passphrase_file.to_str().unwrap(),
-        ])
-        .success();
+    import_kucoin(&daemon, &secret_file, &passphrase_file).success();
     let expected = expected_header(KUCOIN_SECRET, KUCOIN_PASSPHRASE);
     let mut client = daemon.client();
     assert_eq!(passphrase_header(&mut client, "kucoin"), expected);
@@ -396,22 +400,7 @@ fn an_import_whose_passphrase_is_refused_leaves_no_key_behind() {
     let too_long = KUCOIN_PASSPHRASE.repeat(8);
     assert!(too_long.len() > 256);
     let too_long_file = daemon.write("too-long.passphrase", &too_long);
-    let import = |passphrase_file: &Path| {
-        daemon.keyward([
-            "import",
-            "kucoin",
-            "--file",
-            secret_file.to_str().unwrap(),
-            "--scheme",
-            "hmac-sha256",
-            "--format",
-            "kucoin",
-            "--api-key",
-            "kc-id",
-            "--api-passphrase-file",
-            passphrase_file.to_str().unwrap(),
-        ])
-    };
+    let import = |passphrase_file: &Path| import_kucoin(&daemon, &secret_file, passphrase_file);
 
     let cli = import(&too_long_file);
     let line = cli.error_line(1);
