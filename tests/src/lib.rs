@@ -607,6 +607,34 @@ impl Daemon {
         kill(pid, signal).expect("cannot signal keywardd");
     }
 
+    /// Stops the daemon (SIGSTOP) and waits until every one of its threads is stopped:
+    /// kill() returns once the signal is queued, and on a busy machine a thread can still
+    /// accept, read and answer before the stop reaches it. `signal(Signal::SIGCONT)` resumes.
+    pub fn freeze(&self) {
+        self.signal(Signal::SIGSTOP);
+        let tasks = format!("/proc/{}/task", self.pid());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let all_stopped = fs::read_dir(&tasks)
+                .expect("cannot list keywardd's threads")
+                .all(|task| {
+                    let stat = task
+                        .map(|task| {
+                            fs::read_to_string(task.path().join("stat")).unwrap_or_default()
+                        })
+                        .unwrap_or_default();
+                    // The state follows the command name, which is in parentheses.
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                });
+            if all_stopped {
+                return;
+            }
+            assert!(Instant::now() < deadline, "keywardd did not stop");
+            sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Waits for the daemon to exit on its own (after a signal, or refusing to start);
     /// panics with its log if it still runs after 15 s. Dropping the `Daemon` afterwards
     /// checks nothing more.

@@ -5,10 +5,9 @@
 // Helpers outside #[test] functions may unwrap too: a panic there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fs;
 use std::io::ErrorKind;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keyward_client::{AsyncClient, Error, KeyKind, Signature};
 use keyward_tests::Daemon;
@@ -33,28 +32,6 @@ fn daemon_and_signatures() -> (Daemon, Signature, Signature) {
     (daemon, first, second)
 }
 
-/// Stops the daemon (SIGSTOP) and waits until every one of its threads is stopped: kill()
-/// returns once the signal is queued, and on a busy machine a thread can still read and
-/// answer a request before the stop reaches it.
-fn freeze(daemon: &Daemon) {
-    daemon.signal(Signal::SIGSTOP);
-    let tasks = format!("/proc/{}/task", daemon.pid());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let all_stopped = fs::read_dir(&tasks).unwrap().all(|task| {
-            let stat = fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
-            // The state follows the command name, which is in parentheses.
-            stat.rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('T'))
-        });
-        if all_stopped {
-            return;
-        }
-        assert!(Instant::now() < deadline, "keywardd did not stop");
-        sleep(Duration::from_millis(5));
-    }
-}
-
 #[track_caller]
 fn assert_timed_out(err: &Error) {
     assert!(
@@ -77,7 +54,7 @@ fn a_client_whose_call_timed_out_reconnects_and_gets_its_own_answer_not_the_late
     client.list().unwrap();
     let made = signatures_made(&daemon);
 
-    freeze(&daemon);
+    daemon.freeze();
     assert_timed_out(&client.sign("k", FIRST).unwrap_err());
     assert!(client.is_broken());
     // Still stopped: reopening the connection fails too (its handshake times out), and the
@@ -117,7 +94,7 @@ fn an_async_client_whose_call_timed_out_reconnects_and_gets_its_own_answer() {
         client.set_timeout(Some(TIMEOUT));
         client.list().await.unwrap();
 
-        freeze(&daemon);
+        daemon.freeze();
         assert_timed_out(&client.sign("k", FIRST).await.unwrap_err());
         assert!(client.is_broken());
         daemon.signal(Signal::SIGCONT);

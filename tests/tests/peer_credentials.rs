@@ -298,7 +298,8 @@ fn sign_with_groups_gained_after_connect(
             .to_vec()
     });
     let daemon_pid = nix::unistd::Pid::from_raw(pid as i32);
-    nix::sys::signal::kill(daemon_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    // Every thread stopped before the script connects, so none accepts it early.
+    daemon.freeze();
     let mut child = keyward_tests::python()
         .args(["-c", PYTHON_LATE_GROUPS])
         .arg(daemon.socket())
