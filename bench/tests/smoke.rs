@@ -227,13 +227,17 @@ fn quick_json_run_reports_every_section_with_positive_numbers() {
     for target in targets {
         let name = target["name"].as_str().expect("a target has a name");
         if name.contains("− bare signer") {
-            // A difference of two medians: keywardd may come out ahead of the bare signer.
-            let measured = target["measured"].as_f64().expect("a number");
-            assert!(measured.is_finite(), "{name}: {target}");
+            // Differences of medians, its limit too (Ed25519's difference plus a floor):
+            // keywardd may come out ahead of the bare signer, by more than a floor in the
+            // few samples of quick mode (-62 µs for the limit in one CI run).
+            for field in ["measured", "limit"] {
+                let value = target[field].as_f64().expect("a number");
+                assert!(value.is_finite(), "{name}: {field} in {target}");
+            }
         } else {
             positive(&target["measured"], name);
+            positive(&target["limit"], name);
         }
-        positive(&target["limit"], name);
         assert!(target["pass"].is_boolean(), "{name}: {target}");
         assert!(
             ["<=", ">="].contains(&target["comparison"].as_str().unwrap()),
