@@ -159,12 +159,12 @@ impl LocalKey {
                 .map_err(|err| anyhow::anyhow!("cannot read a PEM key: {err}"))?;
             anyhow::ensure!(label == "PRIVATE KEY", "not a PKCS#8 key: {label}");
             match scheme {
-                BenchScheme::Ed25519 => Signer::Ed25519(
-                    Ed25519KeyPair::from_pkcs8(&der).map_err(|e| anyhow::anyhow!("{e}"))?,
-                ),
+                BenchScheme::Ed25519 => {
+                    Signer::Ed25519(Ed25519KeyPair::from_pkcs8(&der).map_err(bad)?)
+                }
                 BenchScheme::EcdsaP256 => Signer::EcdsaP256(
                     EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
-                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                        .map_err(bad)?,
                 ),
                 _ => Signer::Rsa(RsaKeyPair::from_pkcs8(&der).map_err(bad)?),
             }

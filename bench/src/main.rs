@@ -17,6 +17,9 @@
 //! watch: it imports a fresh key of SCHEME, prints the single-connection p50 round trip, then
 //! keeps THREADS connections signing for SECONDS and prints signatures per second.
 //!
+//! Two more hidden modes are this executable re-run as the far end of a measurement:
+//! `--echo-server` (the socket floor, echo.rs) and `--bare-signer` (bare.rs).
+//!
 //! Measurements that are compared with each other are interleaved in rounds (A, B, A, B...)
 //! so that a noisy neighbour on a shared machine slows both sides of a ratio alike.
 #![forbid(unsafe_code)]

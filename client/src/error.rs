@@ -258,32 +258,21 @@ mod tests {
             }
             .to_string()
         };
-        let texts = [
-            connect(io::ErrorKind::NotFound),
-            connect(io::ErrorKind::ConnectionRefused),
-            connect(io::ErrorKind::PermissionDenied),
-            connect(io::ErrorKind::Other),
-        ];
-        assert!(
-            texts[0].starts_with("no keywardd socket at /s"),
-            "{}",
-            texts[0]
-        );
-        assert!(
-            texts[1].starts_with("nothing is listening on /s"),
-            "{}",
-            texts[1]
-        );
-        assert!(
-            texts[2].starts_with("permission denied connecting to /s"),
-            "{}",
-            texts[2]
-        );
-        assert!(
-            texts[3].starts_with("cannot connect to keywardd at /s"),
-            "{}",
-            texts[3]
-        );
+        for (kind, start) in [
+            (io::ErrorKind::NotFound, "no keywardd socket at /s"),
+            (
+                io::ErrorKind::ConnectionRefused,
+                "nothing is listening on /s",
+            ),
+            (
+                io::ErrorKind::PermissionDenied,
+                "permission denied connecting to /s",
+            ),
+            (io::ErrorKind::Other, "cannot connect to keywardd at /s"),
+        ] {
+            let text = connect(kind);
+            assert!(text.starts_with(start), "{kind:?}: {text}");
+        }
 
         let io_err = Error::Io(io::Error::from(io::ErrorKind::BrokenPipe));
         assert!(io_err.source().is_some());

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use keyward_protocol::Scheme;
 use proptest::prelude::*;
 
-use crate::payload::{self, Context, Format, OrderRules, Rules};
+use crate::payload::{self, Format};
 
 fn testdata(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -62,43 +62,6 @@ fn input(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// Parses `data` as `format` and judges it under strict rules (and order rules where the
-/// format has orders): never a panic, and never a judgement of what does not parse.
-fn check_payload(format: Format, data: &[u8]) {
-    let api_key = Some("fuzz-api-key");
-    let parsed = payload::parse(format, data, api_key);
-    let mut rules = Rules {
-        deny_params: vec!["address".to_owned()],
-        timestamp_window_ms: Some(5000),
-        ..Rules::default()
-    };
-    if payload::validate(Some(format), &rules).is_err() {
-        rules.timestamp_window_ms = None;
-    }
-    let mut with_orders = rules.clone();
-    with_orders.orders = OrderRules {
-        allow_symbols: vec!["BTCUSDT".to_owned(), "BTC-USDT".to_owned()],
-        max_quantity: payload::Decimal::parse("1.5").ok(),
-        ..OrderRules::default()
-    };
-    for rules in [rules, with_orders] {
-        if payload::validate(Some(format), &rules).is_err() {
-            continue;
-        }
-        let ctx = Context {
-            now_ms: 1_700_000_000_000,
-            api_key,
-        };
-        let judged = payload::judge(Some(format), data, &rules, ctx);
-        if parsed.is_err() {
-            assert!(
-                judged.is_err(),
-                "{format:?} judged a payload that does not parse"
-            );
-        }
-    }
-}
-
 fn payload_seeds(format: Format) -> Vec<Vec<u8>> {
     files_under(&testdata("payload").join(format.name()))
 }
@@ -110,7 +73,7 @@ macro_rules! payload_properties {
             $(
                 #[test]
                 fn $test(data in input(payload_seeds($format))) {
-                    check_payload($format, &data);
+                    payload::check_parse_and_judge($format, &data);
                 }
             )*
         }

@@ -119,38 +119,5 @@ pub fn decimal(data: &[u8]) {
 /// One payload format's parser, then the rules judging it: strict parse, deny_params at any
 /// depth, a timestamp window, the order rules where the format has orders.
 pub fn payload(format: PayloadFormat, data: &[u8]) {
-    let api_key = Some("fuzz-api-key");
-    let parsed = payload::parse(format, data, api_key);
-    let mut rules = payload::Rules {
-        deny_params: vec!["address".to_owned()],
-        timestamp_window_ms: Some(5000),
-        ..payload::Rules::default()
-    };
-    if payload::validate(Some(format), &rules).is_err() {
-        rules.timestamp_window_ms = None;
-    }
-    let mut with_orders = rules.clone();
-    with_orders.orders = payload::OrderRules {
-        allow_symbols: vec!["BTCUSDT".to_owned(), "BTC-USDT".to_owned()],
-        max_quantity: payload::Decimal::parse("1.5").ok(),
-        max_notional: payload::Decimal::parse("100000").ok(),
-        ..payload::OrderRules::default()
-    };
-    for rules in [rules, with_orders] {
-        if payload::validate(Some(format), &rules).is_err() {
-            continue;
-        }
-        let ctx = payload::Context {
-            now_ms: 1_700_000_000_000,
-            api_key,
-        };
-        let judged = payload::judge(Some(format), data, &rules, ctx);
-        // Whatever does not parse is refused: the rules never judge bytes of unknown shape.
-        if parsed.is_err() {
-            assert!(
-                judged.is_err(),
-                "{format:?}: judged a payload that does not parse"
-            );
-        }
-    }
+    payload::check_parse_and_judge(format, data);
 }

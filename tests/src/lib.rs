@@ -514,6 +514,15 @@ impl Daemon {
         path
     }
 
+    /// [`Daemon::write`], readable by every user (0644): for a `keyward` run under another
+    /// uid. Returns the path as a string, for an argument.
+    pub fn write_world_readable(&self, name: &str, bytes: &[u8]) -> String {
+        let path = self.write(name, bytes);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+            .expect("cannot make a test file readable");
+        path.to_str().expect("a UTF-8 temp path").to_owned()
+    }
+
     /// Runs `keyward --socket <socket> ARGS` with no stdin.
     pub fn keyward<I, S>(&self, args: I) -> Output
     where
@@ -766,4 +775,37 @@ pub fn audit_log(path: &Path, records: usize) -> String {
         );
         sleep(Duration::from_millis(10));
     }
+}
+
+/// One `keyward` command line for each admin request, with the request's name in the
+/// daemon's refusal ("uid N may not NAME"): for tests that a non-admin is refused them all.
+/// `secret`, `passphrase` and `new_passphrase` are files the caller's user can read; `key`
+/// is a key to try to remove.
+pub fn admin_commands<'a>(
+    secret: &'a str,
+    passphrase: &'a str,
+    new_passphrase: &'a str,
+    key: &'a str,
+) -> [(Vec<&'a str>, &'static str); 7] {
+    [
+        (vec!["generate", "x", "--scheme", "ed25519"], "generate"),
+        (
+            vec!["import", "x", "--file", secret, "--scheme", "hmac-sha256"],
+            "import",
+        ),
+        (vec!["remove", key], "remove"),
+        (vec!["lock"], "lock"),
+        (vec!["unlock", "--passphrase-file", passphrase], "unlock"),
+        (vec!["init", "--passphrase-file", passphrase], "init"),
+        (
+            vec![
+                "passwd",
+                "--passphrase-file",
+                passphrase,
+                "--new-passphrase-file",
+                new_passphrase,
+            ],
+            "change-passphrase",
+        ),
+    ]
 }

@@ -396,40 +396,14 @@ fn a_served_uid_that_is_no_admin_is_refused_every_admin_request() {
     daemon.generate("ed", "ed25519");
     let keyward = keyward_for_everyone(&daemon);
     daemon.open_permissions_to_everyone();
-    let readable = |name: &str, bytes: &[u8]| {
-        let path = daemon.write(name, bytes);
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
-    let pass = readable("pass", b"not-an-admin-passphrase\n");
-    let pass2 = readable("pass2", b"not-an-admin-new-passphrase\n");
-    let secret = readable("secret", b"not-an-admin-may-not-import-this");
+    let pass = daemon.write_world_readable("pass", b"not-an-admin-passphrase\n");
+    let pass2 = daemon.write_world_readable("pass2", b"not-an-admin-new-passphrase\n");
+    let secret = daemon.write_world_readable("secret", b"not-an-admin-may-not-import-this");
 
     let signed = keyward_as_other_uid(&keyward, daemon.socket(), &["sign", "ed", "a=1"]);
     signed.success();
-    let admin: [(&[&str], &str); 7] = [
-        (&["generate", "x", "--scheme", "ed25519"], "generate"),
-        (
-            &["import", "x", "--file", &secret, "--scheme", "hmac-sha256"],
-            "import",
-        ),
-        (&["remove", "ed"], "remove"),
-        (&["lock"], "lock"),
-        (&["unlock", "--passphrase-file", &pass], "unlock"),
-        (&["init", "--passphrase-file", &pass], "init"),
-        (
-            &[
-                "passwd",
-                "--passphrase-file",
-                &pass,
-                "--new-passphrase-file",
-                &pass2,
-            ],
-            "change-passphrase",
-        ),
-    ];
-    for (args, kind) in admin {
-        let out = keyward_as_other_uid(&keyward, daemon.socket(), args);
+    for (args, kind) in keyward_tests::admin_commands(&secret, &pass, &pass2, "ed") {
+        let out = keyward_as_other_uid(&keyward, daemon.socket(), &args);
         let line = out.error_line(4);
         assert!(
             line.contains(&format!("uid {OTHER_UID} may not {kind}")),

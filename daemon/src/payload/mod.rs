@@ -352,3 +352,45 @@ fn push_form_params(pairs: Vec<form::Pair>, into: &mut Vec<Param>) {
         place: Place::Form,
     }));
 }
+
+/// The property the fuzz targets (fuzz/) and the property tests (properties.rs) check on
+/// every format: `data` is parsed as `format`, then judged under strict rules (deny_params, a
+/// timestamp window where the format has one, order rules where it has orders). Never a
+/// panic, and whatever does not parse is refused: the rules never judge bytes of unknown
+/// shape. Compiled in tests and under `--cfg fuzzing` only.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn check_parse_and_judge(format: Format, data: &[u8]) {
+    let api_key = Some("fuzz-api-key");
+    let parsed = parse(format, data, api_key);
+    let mut rules = Rules {
+        deny_params: vec!["address".to_owned()],
+        timestamp_window_ms: Some(5000),
+        ..Rules::default()
+    };
+    if validate(Some(format), &rules).is_err() {
+        rules.timestamp_window_ms = None;
+    }
+    let mut with_orders = rules.clone();
+    with_orders.orders = OrderRules {
+        allow_symbols: vec!["BTCUSDT".to_owned(), "BTC-USDT".to_owned()],
+        max_quantity: Decimal::parse("1.5").ok(),
+        max_notional: Decimal::parse("100000").ok(),
+        ..OrderRules::default()
+    };
+    for rules in [rules, with_orders] {
+        if validate(Some(format), &rules).is_err() {
+            continue;
+        }
+        let ctx = Context {
+            now_ms: 1_700_000_000_000,
+            api_key,
+        };
+        let judged = judge(Some(format), data, &rules, ctx);
+        if parsed.is_err() {
+            assert!(
+                judged.is_err(),
+                "{format:?}: judged a payload that does not parse"
+            );
+        }
+    }
+}

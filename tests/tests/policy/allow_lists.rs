@@ -159,32 +159,12 @@ fn with_a_socket_group_only_members_connect_and_each_signs_only_its_own_keys() {
     assert_python_verifies_all(&checks);
 
     // Every admin request is refused to both kinds of member, by name.
-    let pass = world_readable(&daemon, "pass", b"members-may-not-init-this\n");
-    let pass2 = world_readable(&daemon, "pass2", b"members-may-not-set-this\n");
-    let secret = world_readable(&daemon, "secret", b"members-may-not-import-this-secret");
-    let admin: [(&[&str], &str); 7] = [
-        (&["generate", "x", "--scheme", "ed25519"], "generate"),
-        (
-            &["import", "x", "--file", &secret, "--scheme", "hmac-sha256"],
-            "import",
-        ),
-        (&["remove", "a"], "remove"),
-        (&["lock"], "lock"),
-        (&["unlock", "--passphrase-file", &pass], "unlock"),
-        (&["init", "--passphrase-file", &pass], "init"),
-        (
-            &[
-                "passwd",
-                "--passphrase-file",
-                &pass,
-                "--new-passphrase-file",
-                &pass2,
-            ],
-            "change-passphrase",
-        ),
-    ];
+    let pass = daemon.write_world_readable("pass", b"members-may-not-init-this\n");
+    let pass2 = daemon.write_world_readable("pass2", b"members-may-not-set-this\n");
+    let secret = daemon.write_world_readable("secret", b"members-may-not-import-this-secret");
+    let admin = keyward_tests::admin_commands(&secret, &pass, &pass2, "a");
     for user in [by_uid, by_supplementary] {
-        for (args, kind) in admin {
+        for (args, kind) in &admin {
             let out = keyward_as(user, &keyward, &daemon, args, None);
             let line = out.error_line(4);
             assert!(

@@ -146,13 +146,6 @@ fn keyward_for_everyone(daemon: &Daemon) -> PathBuf {
     copy
 }
 
-/// Writes a file other users may read (a passphrase or key file for a CLI run as them).
-fn world_readable(daemon: &Daemon, name: &str, bytes: &[u8]) -> String {
-    let path = daemon.write(name, bytes);
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-    path.to_str().unwrap().to_owned()
-}
-
 /// Runs `keyward --socket SOCKET ARGS` as `user`.
 ///
 /// Retries while exec fails with ETXTBSY: a process forked by another test thread while
